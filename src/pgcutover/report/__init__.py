@@ -1,0 +1,1 @@
+"""The run model and its renderings: signoff.json, signoff.html."""

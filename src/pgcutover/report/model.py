@@ -1,0 +1,79 @@
+"""The run as data: everything the sign-off shows, in the signoff.json contract (DESIGN.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pgcutover.checks.base import FAIL, UNKNOWN, CheckResult
+
+Verdict = Literal["GO", "NO-GO"]
+AREA_ORDER = (
+    "environment",
+    "connectivity",
+    "migration",
+    "parity",
+    "schema",
+    "vectors",
+    "search",
+    "load",
+    "chaos",
+    "expectations",
+)
+STATUS_ORDER = {"fail": 0, "unknown": 1, "pass": 2, "skip": 3}
+
+
+@dataclass
+class RunReport:
+    """One run: environments, migration, checks and artefacts."""
+
+    run_id: str
+    started_at: str
+    finished_at: str
+    source: dict[str, Any]
+    target: dict[str, Any]
+    migration: dict[str, Any]
+    checks: list[CheckResult]
+    seed: dict[str, Any] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    artefacts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Verdict:
+        """GO only when checks ran and none failed or is unknown."""
+        if not self.checks:
+            return "NO-GO"
+        blocked = any(check.status in (FAIL, UNKNOWN) for check in self.checks)
+        return "NO-GO" if blocked else "GO"
+
+    def counts(self) -> dict[str, int]:
+        """How many checks ended in each status."""
+        totals = {"pass": 0, "fail": 0, "unknown": 0, "skip": 0}
+        for check in self.checks:
+            totals[check.status] += 1
+        return totals
+
+    def ordered_checks(self) -> list[CheckResult]:
+        """Failures first, then by area and id."""
+
+        def area_rank(area: str) -> int:
+            return AREA_ORDER.index(area) if area in AREA_ORDER else len(AREA_ORDER)
+
+        return sorted(self.checks, key=lambda c: (STATUS_ORDER[c.status], area_rank(c.area), c.id))
+
+    def to_json(self) -> dict[str, Any]:
+        """The signoff.json document."""
+        return {
+            "run_id": self.run_id,
+            "verdict": self.verdict,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "source": self.source,
+            "target": self.target,
+            "migration": self.migration,
+            "seed": self.seed,
+            "settings": self.settings,
+            "summary": self.counts(),
+            "checks": [check.to_json() for check in self.ordered_checks()],
+            "artefacts": self.artefacts,
+        }

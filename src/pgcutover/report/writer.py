@@ -1,0 +1,35 @@
+"""Write reports/<run_id>/signoff.json and signoff.html, and mirror them to reports/latest/."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from pgcutover.report.html import render
+from pgcutover.report.model import RunReport
+
+
+def write_report(report: RunReport, run_dir: Path) -> dict[str, Path]:
+    """Write the sign-off files; returns their paths."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    document = json.dumps(report.to_json(), indent=2, default=str)
+    json_path = run_dir / "signoff.json"
+    json_path.write_text(document)
+    digest = hashlib.sha256(document.encode()).hexdigest()
+    html_path = run_dir / "signoff.html"
+    html_path.write_text(render(report, digest))
+    return {"json": json_path, "html": html_path}
+
+
+def mirror_latest(run_dir: Path) -> Path:
+    """Copy the run's folder to reports/latest (a copy, not a link: CI artefact uploads
+    and Windows shares both handle plain folders)."""
+    latest = run_dir.parent / "latest"
+    if latest.is_symlink() or latest.is_file():
+        latest.unlink()
+    elif latest.exists():
+        shutil.rmtree(latest)
+    shutil.copytree(run_dir, latest)
+    return latest
