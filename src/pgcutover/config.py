@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from pgcutover.db import Endpoint
 from pgcutover.errors import ConfigError
 
+FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures"
 DEFAULT_MODEL = "Xenova/all-MiniLM-L6-v2"
 DEFAULT_DIMENSIONS = 384
 STRATEGIES = ("plain", "custom", "directory")
@@ -140,6 +141,7 @@ class Settings:
     cache_dir: Path
     vector_dimensions: int
     embedding_model: str
+    targets_file: Path
 
     @property
     def rehearsal(self) -> bool:
@@ -150,6 +152,41 @@ class Settings:
     def ignored_schemas(self) -> tuple[str, ...]:
         """System schemas plus the user's exclude list."""
         return SYSTEM_SCHEMAS + self.exclude_schemas
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A concern's settings as data: fixtures/<name>.toml defaults, overridden by
+        targets.toml [<name>], then by [targets.<target>.<name>] for the chosen target."""
+        merged = (
+            _read_toml(FIXTURES_DIR / f"{name}.toml")
+            if (FIXTURES_DIR / f"{name}.toml").is_file()
+            else {}
+        )
+        if self.targets_file.is_file():
+            document = _read_toml(self.targets_file)
+            merged = _deep_merge(merged, document.get(name, {}))
+            if self.target is not None:
+                entry = document.get("targets", {}).get(self.target.name, {})
+                merged = _deep_merge(merged, entry.get(name, {}))
+        return merged
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` wins; nested tables merge key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """A TOML document, with syntax errors turned into ConfigError."""
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}", "fix the syntax") from None
 
 
 def parse_env_file(path: Path) -> dict[str, str]:
@@ -292,11 +329,7 @@ def load_targets(path: Path) -> dict[str, Mapping[str, Any]]:
         raise ConfigError(
             f"{path} does not exist", "create it (see targets.example.toml) or pass --targets-file"
         )
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path} is not valid TOML: {error}", "fix the syntax") from None
-    targets = data.get("targets", {})
+    targets = _read_toml(path).get("targets", {})
     if not isinstance(targets, dict):
         raise ConfigError(f"{path}: [targets] must be a table", "see targets.example.toml")
     return targets
@@ -385,4 +418,5 @@ def build_settings(
         vector_dimensions=(configured.vector_dimensions if configured else None)
         or DEFAULT_DIMENSIONS,
         embedding_model=(configured.embedding_model if configured else None) or DEFAULT_MODEL,
+        targets_file=targets_file,
     )

@@ -135,6 +135,23 @@ class RunSession:
                 handle.write(json.dumps(result.to_json(), default=str) + "\n")
         return results
 
+    def artefact(self, label: str, filename: str) -> Path:
+        """A path inside reports/<run_id>/ for a file to link from the sign-off (locust's
+        report, data docs, screenshots); the link is listed under `label`."""
+        path = self.run_dir / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with (self.workdir / "artefacts.jsonl").open("a") as handle:
+            handle.write(json.dumps({"label": label, "path": filename}) + "\n")
+        return path
+
+    def artefacts(self) -> dict[str, str]:
+        """Every worker's artefacts, label -> path relative to the run folder."""
+        path = self.workdir / "artefacts.jsonl"
+        if not path.exists():
+            return {}
+        entries = [json.loads(line) for line in path.read_text().splitlines()]
+        return {entry["label"]: entry["path"] for entry in entries}
+
     def recorded(self) -> list[CheckResult]:
         """Every worker's results; a check recorded twice keeps its last result."""
         merged: dict[str, CheckResult] = {}
@@ -254,6 +271,10 @@ class Rehearsal:
     def pair(self) -> Pair:
         return Pair(self.environment.source, self.environment.target)
 
+    def artefact(self, label: str, filename: str) -> Path:
+        """Where to write a file the sign-off links to (see RunSession.artefact)."""
+        return self.session.artefact(label, filename)
+
     def verify(self, check: Callable[[Pair, Settings], list[CheckResult]]) -> list[CheckResult]:
         """Run a check, record its results for the sign-off, fail the test on a blocker."""
         results = self.session.record(check(self.pair, self.settings))
@@ -351,6 +372,7 @@ def _finish(run: RunSession) -> None:
         return
     report = _build_report(run)
     run.run_dir.mkdir(parents=True, exist_ok=True)
+    report.artefacts.update(run.artefacts())
     junit = run.workdir / "junit.xml"
     if junit.exists():
         shutil.copy(junit, run.run_dir / "junit.xml")

@@ -10,7 +10,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import bcrypt
 import numpy as np
@@ -18,12 +17,12 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
+from pgcutover.config import FIXTURES_DIR
 from pgcutover.dataset.corpus import chunk, documents
 from pgcutover.dataset.embedder import Embedder
 from pgcutover.db import Endpoint, connect
 from pgcutover.errors import ConfigError
 
-FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 NAMESPACE = uuid.UUID("6f1c2b0e-8d57-4a8e-9a53-3c1f0e2d9b41")
 EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 CHUNKS_PER_USER = 100
@@ -66,7 +65,7 @@ LAST_NAMES = [
 
 def fixture_sql(name: str) -> str:
     """The text of a SQL file under fixtures/."""
-    return (FIXTURES / name).read_text()
+    return (FIXTURES_DIR / name).read_text()
 
 
 def rehearsal_passphrase(email: str) -> str:
