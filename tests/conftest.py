@@ -20,6 +20,8 @@ from pgcutover.db import Endpoint, connect
 from pgcutover.migrate.runner import MigrationResult, migrate
 from pgcutover.providers.embedded import EmbeddedServer, start_embedded
 
+pytest_plugins = ["pytester"]
+
 SOURCE_DB = "seeded_source"
 MIGRATED_TEMPLATE = "migrated_template"
 _copies = itertools.count()

@@ -217,7 +217,7 @@ class EmbeddedServer:
                     "-t",
                     str(int(timeout)),
                     "-o",
-                    f"-p {self.port} -k {self.data_dir}",
+                    f"-p {self.port} -c unix_socket_directories=''",
                     "start",
                 ],
                 timeout=timeout + 10,

@@ -1,0 +1,294 @@
+"""`pytest suites/` run as a user runs it: a GO rehearsal, xdist sharing, a NO-GO on a broken
+named target, every kind of bad input, and clean-up after Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from helpers import REPO, execute
+
+pytestmark = pytest.mark.slow
+
+SUITES = str(REPO / "suites")
+E2E_ROWS = "400"
+
+
+def run_suites(pytester: pytest.Pytester, *args: str, env: dict[str, str] | None = None):
+    """Run the suites in a subprocess with reports and work folders under the test's folder."""
+    work = pytester.path / "tmp"
+    work.mkdir(exist_ok=True)
+    for key, value in {"TMPDIR": str(work), **(env or {})}.items():
+        pytester._monkeypatch.setenv(key, value)
+    return pytester.runpytest_subprocess(
+        SUITES,
+        f"--reports-dir={pytester.path / 'reports'}",
+        f"--targets-file={pytester.path / 'targets.toml'}",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "not chaos",
+        *args,
+        timeout=900,
+    )
+
+
+def signoff(pytester: pytest.Pytester) -> dict:
+    return json.loads((pytester.path / "reports" / "latest" / "signoff.json").read_text())
+
+
+def output(result) -> str:
+    return "\n".join(result.outlines + result.errlines)
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Server processes and work folders of runs under `folder` that are still there."""
+    found = [str(path) for path in folder.rglob("pgcutover-run-*")]
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if process.info["name"] == "postgres" and str(folder) in cmdline:
+            found.append(f"pid {process.pid}: {cmdline}")
+    return found
+
+
+def write_targets(pytester: pytest.Pytester, text: str) -> None:
+    (pytester.path / "targets.toml").write_text(text)
+
+
+def external_entry(name: str, endpoint, password_env: str) -> str:
+    return (
+        f"[targets.{name}]\nhost = '{endpoint.host}'\nport = {endpoint.port}\n"
+        f"database = '{endpoint.dbname}'\nuser = '{endpoint.user}'\n"
+        f"password_env = '{password_env}'\nsslmode = 'disable'\n"
+    )
+
+
+def test_default_rehearsal_is_go_and_writes_the_three_reports(pytester):
+    result = run_suites(pytester, f"--rows={E2E_ROWS}")
+    text = output(result)
+    assert result.ret == 0, text
+    assert "verdict: GO" in text
+    report = signoff(pytester)
+    assert report["verdict"] == "GO"
+    assert report["migration"]["performed"] and report["migration"]["ok"]
+    assert report["source"]["server_version"].startswith("16.")
+    assert report["target"]["server_version"].startswith("18.")
+    assert report["target"]["extensions"]["vector"].startswith("0.8")
+    ids = {check["id"] for check in report["checks"]}
+    assert {
+        "migration.completed",
+        "row_counts.public.vector_embeddings",
+        "vector_index.public.idx_embedding_hnsw",
+    } <= ids
+    run_dir = pytester.path / "reports" / report["run_id"]
+    for name in ("signoff.json", "signoff.html", "junit.xml"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert "Traceback" not in text
+    assert leftovers(pytester.path) == []
+
+
+def test_xdist_workers_share_one_environment_and_one_report(pytester):
+    result = run_suites(pytester, f"--rows={E2E_ROWS}", "-n", "2", "--strategy=plain")
+    assert result.ret == 0, output(result)
+    report = signoff(pytester)
+    assert report["verdict"] == "GO"
+    assert report["migration"]["strategy"] == "plain"
+    phases = [phase["name"] for phase in report["migration"]["phases"]]
+    assert phases.count("data") == 1, "the migration must run once, not once per worker"
+    ids = {check["id"] for check in report["checks"]}
+    assert {
+        "connectivity.source",
+        "row_counts.public.users",
+        "vector_dimensions.public.vector_embeddings.embedding",
+    } <= ids
+    assert leftovers(pytester.path) == []
+
+
+def test_named_broken_target_is_no_go_naming_the_check(pytester, seeded_source, target_copy):
+    execute(target_copy, "DELETE FROM documents WHERE id = (SELECT id FROM documents ORDER BY id LIMIT 1)")
+    write_targets(
+        pytester,
+        external_entry("dev", seeded_source, "DEV_PW")
+        + external_entry("staging", target_copy, "STAGING_PW"),
+    )
+    result = run_suites(
+        pytester,
+        "--source=dev",
+        "--target=staging",
+        env={"DEV_PW": seeded_source.password, "STAGING_PW": target_copy.password},
+    )
+    text = output(result)
+    assert result.ret == 1, text
+    report = signoff(pytester)
+    assert report["verdict"] == "NO-GO"
+    failed = {c["id"] for c in report["checks"] if c["status"] == "fail"}
+    assert "row_counts.public.documents" in failed
+    assert report["migration"]["performed"] is False
+    assert seeded_source.password not in text
+    assert (
+        seeded_source.password
+        not in (pytester.path / "reports").joinpath(report["run_id"], "signoff.html").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("targets", "args", "expected"),
+    [
+        ("", ["--target=nope"], "unknown environment 'nope'"),
+        ("[targets.x\nhost=", ["--target=x"], "is not valid TOML"),
+        ("[targets.x]\nport = 5432\n", ["--target=x"], "missing host, database, user"),
+        (
+            "[targets.a]\nhost='db'\ndatabase='app'\nuser='u'\n"
+            "[targets.b]\nhost='db'\ndatabase='app'\nuser='v'\n",
+            ["--source=a", "--target=b"],
+            "are the same database",
+        ),
+        (
+            "[targets.b]\nhost='db'\ndatabase='app'\nuser='u'\n",
+            ["--target=b", "--migrate"],
+            "add --allow-destructive",
+        ),
+        (
+            "[targets.b]\ndsn='postgresql://u:secret@db/app'\n",
+            ["--target=b"],
+            "contains a password",
+        ),
+        (
+            "[targets.b]\nhost='db'\ndatabase='app'\nuser='u'\npassword_env='PGCUTOVER_UNSET_PW'\n",
+            ["--target=b"],
+            "PGCUTOVER_UNSET_PW is not set",
+        ),
+    ],
+)
+def test_bad_configuration_is_one_clear_message(pytester, targets, args, expected):
+    write_targets(pytester, targets)
+    result = run_suites(pytester, *args)
+    text = output(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert expected in text
+    assert "fix:" in text
+    assert "Traceback" not in text
+
+
+def test_wrong_password_is_no_go_without_leaking_it(pytester, seeded_source, target_server):
+    write_targets(
+        pytester,
+        external_entry("dev", seeded_source, "DEV_PW")
+        + external_entry("prod", target_server.endpoint, "PROD_PW"),
+    )
+    wrong = "definitely-not-the-password-42"
+    result = run_suites(
+        pytester,
+        "--source=dev",
+        "--target=prod",
+        env={"DEV_PW": seeded_source.password, "PROD_PW": wrong},
+    )
+    text = output(result)
+    assert result.ret == 3, text
+    assert "authentication failed for prod" in text
+    assert "fix:" in text and "Traceback" not in text
+    assert wrong not in text
+    report = signoff(pytester)
+    assert report["verdict"] == "NO-GO"
+    assert wrong not in json.dumps(report)
+
+
+def test_unreachable_host_is_no_go(pytester, seeded_source):
+    from pgcutover.providers.embedded import free_port
+
+    write_targets(
+        pytester,
+        external_entry("dev", seeded_source, "DEV_PW")
+        + f"[targets.gone]\nhost='127.0.0.1'\nport={free_port()}\ndatabase='x'\nuser='u'\n",
+    )
+    result = run_suites(
+        pytester, "--source=dev", "--target=gone", env={"DEV_PW": seeded_source.password}
+    )
+    text = output(result)
+    assert result.ret == 3, text
+    assert "cannot reach gone" in text and "pg_isready" in text
+    assert "Traceback" not in text
+
+
+def test_target_without_pgvector_is_no_go_with_the_guides_remedy(
+    pytester, seeded_source, target_server, tmp_path
+):
+    empty = tmp_path / "no-extensions"
+    empty.mkdir()
+    empty.chmod(0o755)
+    tmp_path.chmod(0o755)
+    name = f"no_vector_{os.getpid()}"
+    execute(target_server.endpoint, f"CREATE DATABASE {name}")
+    try:
+        execute(
+            target_server.endpoint, f"ALTER DATABASE {name} SET extension_control_path = '{empty}'"
+        )
+        write_targets(
+            pytester,
+            external_entry("dev", seeded_source, "DEV_PW")
+            + external_entry("bare", target_server.endpoint.with_dbname(name), "BARE_PW"),
+        )
+        result = run_suites(
+            pytester,
+            "--source=dev",
+            "--target=bare",
+            "--migrate",
+            "--allow-destructive",
+            env={"DEV_PW": seeded_source.password, "BARE_PW": target_server.endpoint.password},
+        )
+    finally:
+        execute(target_server.endpoint, f"DROP DATABASE {name} WITH (FORCE)")
+    text = output(result)
+    assert result.ret == 1, text
+    report = signoff(pytester)
+    migration = next(c for c in report["checks"] if c["id"] == "migration.completed")
+    assert migration["status"] == "fail"
+    assert "pgvector extension not available" in migration["message"]
+    assert "install pgvector" in migration["remedy"]
+
+
+def test_ctrl_c_stops_the_servers_and_removes_the_work_folder(tmp_path):
+    tmp_path.chmod(0o755)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            SUITES,
+            "--rows",
+            E2E_ROWS,
+            "-p",
+            "no:cacheprovider",
+            f"--reports-dir={tmp_path / 'reports'}",
+            "-m",
+            "not chaos",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not [line for line in leftovers(tmp_path) if line.startswith("pid")]:
+            assert process.poll() is None, "the run ended before its servers started"
+            assert time.monotonic() < deadline, "servers did not start in time"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    deadline = time.monotonic() + 15
+    while leftovers(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leftovers(tmp_path) == []
+    assert process.returncode != 0
