@@ -2,12 +2,16 @@
 
 Made rigorous: a preflight refuses a target that cannot take the dump before anything is
 written; pg_dump reads one exported snapshot (so the copy matches the source exactly as of
-that moment); each section is timed (schema, data, index build); the restore sessions get
-enough maintenance_work_mem for HNSW; any error fails the migration.
+that moment) and the rows the source changed after it are measured (the cutover gap); each
+section is timed (schema, data, index build) and bounded by the phase timeout, including
+pgcutover's own sessions; the restore sessions get enough maintenance_work_mem for HNSW; any
+error fails the migration. Under --allow-destructive a target that already holds the tables
+is cleaned first (the guide's DROP TABLE ... CASCADE, then --clean --if-exists).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -19,13 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
-from pgcutover.catalog import available_extension, user_schemas, user_tables
+from pgcutover.catalog import available_extension, user_schemas, user_tables, vector_columns
+from pgcutover.checks.drift import measure as measure_drift
 from pgcutover.config import Settings
-from pgcutover.db import Endpoint, connect, connection
-from pgcutover.errors import MigrationError
+from pgcutover.db import Endpoint, connection
+from pgcutover.errors import MigrationError, PgcutoverError
 from pgcutover.migrate.roles import create_roles, missing_roles, referenced_roles
-from pgcutover.migrate.tools import client_binary, client_version, run_pipeline
+from pgcutover.migrate.tools import bounded, client_binary, client_version, run_pipeline
 
 SECTIONS = (("pre-data", "schema"), ("data", "data"), ("post-data", "index build"))
 SPILL = re.compile(r"hnsw graph no longer fits into maintenance_work_mem after (\d+) tuples")
@@ -57,6 +63,9 @@ class MigrationResult:
     roles_created: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)
+    #: Per table, rows the source gained, changed or lost after the snapshot (None: not
+    #: measured); see checks/drift.py.
+    drift: dict[str, dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The `migration` block of signoff.json."""
@@ -93,26 +102,61 @@ class _Timer:
                 Phase(name, round(time.monotonic() - started, 3), False, error.problem)
             )
             raise
-        except psycopg.Error as error:
+        except (psycopg.Error, PgcutoverError) as error:
+            problem = getattr(error, "problem", str(error))
             self.result.phases.append(
-                Phase(name, round(time.monotonic() - started, 3), False, str(error))
+                Phase(name, round(time.monotonic() - started, 3), False, problem)
             )
             raise MigrationError(
-                f"phase {name!r} failed: {error}",
-                "see the error; rerun once it is fixed",
+                f"phase {name!r} failed: {problem}",
+                getattr(error, "remedy", "see the error; rerun once it is fixed"),
                 phase=name,
             ) from error
         self.result.phases.append(Phase(name, round(time.monotonic() - started, 3), True))
 
 
-def preflight(source: Endpoint, target: Endpoint, ignored: tuple[str, ...]) -> list[str]:
+def clashing_tables(
+    source: Endpoint, target: Endpoint, ignored: tuple[str, ...]
+) -> list[tuple[str, str]]:
+    """The source's tables that already exist on the target."""
+    with connection(source, role="source") as src:
+        tables = set(user_tables(src, ignored))
+    with connection(target, role="target") as dst:
+        return sorted(tables & set(user_tables(dst, ignored)))
+
+
+def _check_dimensions(source: Endpoint, ignored: tuple[str, ...], dimensions: int) -> None:
+    """Refuse when the target app's VECTOR_DB_DIMENSIONS disagrees with the source's
+    vector columns: the app would fail on the first insert or query (the guide's
+    "Vector dimensions mismatch")."""
+    with connection(source, role="source") as src:
+        columns = vector_columns(src, ignored)
+    wrong = [c for c in columns if c.dimensions is not None and c.dimensions != dimensions]
+    if wrong:
+        listed = ", ".join(f"{c.qualified} is {c.type_name}({c.dimensions})" for c in wrong[:5])
+        raise MigrationError(
+            f"the target is configured with VECTOR_DB_DIMENSIONS={dimensions} but {listed} "
+            "on the source",
+            "set VECTOR_DB_DIMENSIONS to the source's dimension (all-MiniLM-L6-v2 gives 384), "
+            "or re-embed the documents with a model of the configured dimension first",
+        )
+
+
+def preflight(
+    source: Endpoint,
+    target: Endpoint,
+    ignored: tuple[str, ...],
+    *,
+    dimensions: int | None = None,
+    clean: bool = False,
+) -> list[str]:
     """Refuse a target that cannot take the dump, before anything is written.
 
-    Returns the schemas to migrate.
+    `dimensions` is the target app's VECTOR_DB_DIMENSIONS; `clean` accepts a target that
+    already holds the tables (they are dropped first). Returns the schemas to migrate.
     """
     with connection(source, role="source") as src:
         schemas = user_schemas(src, ignored)
-        tables = set(user_tables(src, ignored))
     with connection(target, role="target") as dst:
         if available_extension(dst, "vector") is None:
             raise MigrationError(
@@ -121,30 +165,43 @@ def preflight(source: Endpoint, target: Endpoint, ignored: tuple[str, ...]) -> l
                 "install pgvector on the target server; on managed PostgreSQL pick a version "
                 "or plan that offers it, self-hosted: install it from a package or source",
             )
-        clash = sorted(tables & set(user_tables(dst, ignored)))
-    if clash:
+    if dimensions is not None:
+        _check_dimensions(source, ignored, dimensions)
+    clash = clashing_tables(source, target, ignored)
+    if clash and not clean:
         names = ", ".join(f"{s}.{t}" for s, t in clash[:5])
         raise MigrationError(
             f"the target {target.label} already holds {len(clash)} of the source's tables "
             f"({names}{', ...' if len(clash) > 5 else ''}): the restore would fail with "
-            "'relation already exists'",
-            "migrate into an empty database, or drop the tables first (the guide's remedy; "
-            "data loss on the target) and rerun",
+            "'relation already exists'; nothing was written",
+            "either migrate into an empty database (create a fresh one), or rerun with "
+            "--allow-destructive to drop them first (the guide's DROP TABLE ... CASCADE, then "
+            "pg_restore --clean --if-exists; data loss on the target)",
         )
     return schemas
+
+
+def _drop_tables(conn: psycopg.Connection, tables: list[tuple[str, str]]) -> None:
+    """The guide's remedy, generalised: DROP TABLE IF EXISTS ... CASCADE in one transaction."""
+    with conn.transaction():
+        for schema, table in tables:
+            conn.execute(
+                sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(schema, table))
+            )
 
 
 @contextmanager
 def exported_snapshot(source: Endpoint) -> Iterator[str]:
     """A read-only repeatable-read transaction on the source, its snapshot exported for
-    pg_dump --snapshot and held until the dump ends."""
+    pg_dump --snapshot and held until the block ends (other sessions can import it)."""
     with connection(source, role="source") as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         try:
             yield str(row[0])  # type: ignore[index]
         finally:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(psycopg.Error):  # a broken link ends the transaction too
+                conn.execute("ROLLBACK")
 
 
 def _restore_env(settings: Settings) -> dict[str, str]:
@@ -180,30 +237,60 @@ def migrate(
     settings: Settings,
     *,
     on_phase: Callable[[str], None] | None = None,
+    snapshot: str | None = None,
 ) -> MigrationResult:
-    """Run the whole migration; never raises for migration failures, it reports them."""
+    """Run the whole migration; never raises for migration failures, it reports them.
+
+    `on_phase(name)` is called as each dump/restore phase starts (fault injection hooks in
+    there). `snapshot` is a snapshot the caller exported and holds open (exported_snapshot)
+    so it can check the target against the source as of that snapshot afterwards; without
+    it the migration exports and releases its own.
+    """
     result = MigrationResult(strategy=settings.strategy, performed=True)
     timer = _Timer(result)
+    timeout = settings.phase_timeout
     workdir = Path(tempfile.mkdtemp(prefix="pgcutover-dump-"))
     try:
         result.client_tools = client_version()
         with timer.phase("preflight"):
-            preflight(source, target, settings.ignored_schemas)
+            preflight(
+                source,
+                target,
+                settings.ignored_schemas,
+                dimensions=settings.vector_dimensions,
+                clean=settings.allow_destructive,
+            )
+            clash = clashing_tables(source, target, settings.ignored_schemas)
+        if clash:
+            with timer.phase("clean"), bounded(target, "target", "clean", timeout) as dst:
+                _drop_tables(dst, clash)
+            result.notes.append(
+                f"--allow-destructive: dropped {len(clash)} table(s) the target already held "
+                "and restored with --clean --if-exists"
+            )
         with timer.phase("roles"):
-            with connection(source, role="source") as src:
+            with bounded(source, "source", "roles", timeout) as src:
                 wanted = referenced_roles(src, settings.ignored_schemas)
-            with connection(target, role="target") as dst:
+            with bounded(target, "target", "roles", timeout) as dst:
                 missing = missing_roles(dst, wanted)
                 result.notes += create_roles(dst, missing)
             result.roles_created = [role.name for role in missing]
-        with timer.phase("create extension"), connection(target, role="target") as dst:
+        with (
+            timer.phase("create extension"),
+            bounded(target, "target", "create extension", timeout) as dst,
+        ):
             dst.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        with exported_snapshot(source) as snapshot:
+        with contextlib.ExitStack() as stack:
+            if snapshot is None:
+                snapshot = stack.enter_context(exported_snapshot(source))
             result.snapshot = snapshot
-            stderr = _run_strategy(source, target, settings, snapshot, workdir, timer, on_phase)
-        result.advice += _spill_advice(stderr, settings)
-        with timer.phase("analyze"), connect(target, role="target") as dst:
-            dst.execute("ANALYZE")
+            stderr = _run_strategy(
+                source, target, settings, snapshot, workdir, timer, on_phase, clean=bool(clash)
+            )
+            result.advice += _spill_advice(stderr, settings)
+            with timer.phase("analyze"), bounded(target, "target", "analyze", timeout) as dst:
+                dst.execute("ANALYZE")
+            result.drift = _measure_drift(source, snapshot, settings, timer, result)
     except MigrationError as error:
         result.ok = False
         result.error = error.problem
@@ -214,6 +301,22 @@ def migrate(
     return result
 
 
+def _measure_drift(
+    source: Endpoint, snapshot: str, settings: Settings, timer: _Timer, result: MigrationResult
+) -> dict[str, dict[str, Any]] | None:
+    """Rows the source changed after the snapshot; a failure leaves a note, not a failed
+    migration (the copy itself is complete), and the drift check reports it as unknown."""
+    try:
+        with timer.phase("drift"):
+            drift = measure_drift(
+                source, snapshot, settings.ignored_schemas, timeout=settings.phase_timeout
+            )
+    except MigrationError as error:
+        result.notes.append(f"the drift since the snapshot could not be measured: {error.problem}")
+        return None
+    return {name: asdict(table) for name, table in drift.items()}
+
+
 def _run_strategy(
     source: Endpoint,
     target: Endpoint,
@@ -222,9 +325,15 @@ def _run_strategy(
     workdir: Path,
     timer: _Timer,
     on_phase: Callable[[str], None] | None,
+    *,
+    clean: bool,
 ) -> str:
-    """Dump and restore section by section; returns all restore stderr (for notices)."""
+    """Dump and restore section by section; returns all restore stderr (for notices).
+
+    With `clean` the schema section drops what it is about to create (--clean --if-exists).
+    """
     dump = _dump_args(snapshot, settings.exclude_schemas)
+    cleaning = ["--clean", "--if-exists"] if clean else []
     restore_env = _restore_env(settings)
     timeout = settings.phase_timeout
     stderr = []
@@ -233,9 +342,10 @@ def _run_strategy(
         for section, name in SECTIONS:
             if on_phase:
                 on_phase(name)
+            extra = cleaning if section == "pre-data" else []
             with timer.phase(name):
                 runs = run_pipeline(
-                    [[*dump, f"--section={section}"], psql],
+                    [[*dump, *extra, f"--section={section}"], psql],
                     [source, target],
                     phase=name,
                     timeout=timeout,
@@ -260,12 +370,12 @@ def _run_strategy(
         f"--dbname={target.dbname}",
     ]
     for section, name in SECTIONS:
-        jobs = [] if section == "pre-data" else [f"--jobs={settings.jobs}"]
+        extra = cleaning if section == "pre-data" else [f"--jobs={settings.jobs}"]
         if on_phase:
             on_phase(name)
         with timer.phase(name):
             runs = run_pipeline(
-                [[*restore, *jobs, f"--section={section}", str(archive)]],
+                [[*restore, *extra, f"--section={section}", str(archive)]],
                 [target],
                 phase=name,
                 timeout=timeout,

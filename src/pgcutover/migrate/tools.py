@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgcutover.db import Endpoint
+import psycopg
+
+from pgcutover.db import Endpoint, Role, connection
 from pgcutover.errors import MigrationError
 from pgcutover.providers.embedded import NEWEST_FLAVOR, bin_dir
+
+#: pgcutover's own sessions ignore a target's short statement_timeout, as pg_restore does.
+SESSION_OPTIONS = "-c statement_timeout=0"
 
 
 def client_binary(name: str) -> Path:
@@ -120,6 +129,47 @@ def run_pipeline(
             phase=phase,
         )
     return runs
+
+
+def _cut(conn: psycopg.Connection) -> None:
+    """Shut the connection's socket down: a query stuck on a silent peer returns at once."""
+    with contextlib.suppress(OSError):
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+@contextmanager
+def bounded(
+    endpoint: Endpoint, role: Role, phase: str, timeout: float
+) -> Iterator[psycopg.Connection]:
+    """A connection for one phase that cannot outlive the phase timeout: past it the socket
+    is cut (a stalled network or a paused server never answers a cancel) and the phase is
+    reported as stalled."""
+    conn = connection(endpoint, role=role, options=SESSION_OPTIONS)
+    fired = threading.Event()
+    with conn as session:
+
+        def expire() -> None:
+            fired.set()
+            _cut(session)
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield session
+        except psycopg.Error:
+            if not fired.is_set():
+                raise
+            raise MigrationError(
+                f"phase {phase!r} stalled: {endpoint.label} did not answer within {timeout:.0f} s",
+                "check the network path and the server (locks, a paused server, disk), or "
+                "raise --phase-timeout if the data is simply that large",
+                phase=phase,
+            ) from None
+        finally:
+            timer.cancel()
 
 
 def _remedy_for(stderr: str) -> str:
