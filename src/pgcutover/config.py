@@ -106,6 +106,7 @@ OPTIONS: tuple[Option, ...] = (
         "seconds any migration phase may take before it is stopped and reported as stalled",
     ),
     Option("reports_dir", str, "reports", "folder for reports/<run_id>/"),
+    Option("signoff_by", str, "", "who may approve the cutover: named on the sign-off"),
     Option("exclude_schemas", _csv, (), "comma-separated schemas left out of every check"),
     Option("cache_dir", str, "", "embedding cache folder (default ~/.cache/pgcutover)"),
 )

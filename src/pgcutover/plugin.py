@@ -30,7 +30,9 @@ from pgcutover.environment import (
     describe as describe_endpoint,
 )
 from pgcutover.errors import ConfigError, PgcutoverError
+from pgcutover.report import pytesthtml
 from pgcutover.report.model import RunReport
+from pgcutover.report.terminal import summary_lines, verdict_line
 from pgcutover.report.writer import mirror_latest, write_report
 
 SESSION_PLUGIN = "pgcutover-session"
@@ -171,8 +173,10 @@ def _run_label(settings: Settings) -> str:
     return settings.target.name if settings.target else "rehearsal"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Resolve settings once; bad configuration is a usage error, not a traceback."""
+    """Resolve settings once; bad configuration is a usage error, not a traceback.
+    Runs first so pytest-html and junitxml see the report paths set here."""
     config.addinivalue_line("markers", "pgcutover: a check of the migration rehearsal")
     try:
         settings = build_settings(
@@ -198,6 +202,8 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.xmlpath = str(workdir / "junit.xml")
     session = RunSession(config, settings, run_id, workdir, workerinput is None, started_at)
     config.pluginmanager.register(session, SESSION_PLUGIN)
+    if session.owner:
+        pytesthtml.request_report(config, lambda: _report_folders(session))
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHandOff(session), "pgcutover-xdist")
 
@@ -212,6 +218,13 @@ class _XdistHandOff:
         node.workerinput["pgcutover_run_id"] = self.session.run_id
         node.workerinput["pgcutover_workdir"] = str(self.session.workdir)
         node.workerinput["pgcutover_started_at"] = self.session.started_at
+
+
+def _report_folders(run: RunSession) -> list[Path]:
+    """Where files finished after the sign-off go: the run's folder and reports/latest."""
+    if run.report_paths is None:
+        return []
+    return [run.run_dir, run.run_dir.parent / "latest"]
 
 
 def _session(config: pytest.Config) -> RunSession:
@@ -357,6 +370,7 @@ def _build_report(run: RunSession) -> RunReport:
             "maintenance_work_mem": settings.maintenance_work_mem,
             "exclude_schemas": list(settings.exclude_schemas),
         },
+        signoff_by=_option_values(run.config)["signoff_by"],
     )
 
 
@@ -377,6 +391,8 @@ def _finish(run: RunSession) -> None:
     if junit.exists():
         shutil.copy(junit, run.run_dir / "junit.xml")
         report.artefacts["JUnit XML"] = "junit.xml"
+    if pytesthtml.requested(run.config):
+        report.artefacts[pytesthtml.LABEL] = pytesthtml.FILENAME
     run.report = report
     run.report_paths = write_report(report, run.run_dir)
     mirror_latest(run.run_dir)
@@ -404,16 +420,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not run.owner or run.report is None or run.report_paths is None:
         return
     report = run.report
-    blocking = [c for c in report.ordered_checks() if c.status in ("fail", "unknown")]
     terminalreporter.section("pgcutover sign-off")
     terminalreporter.line(
-        f"verdict: {report.verdict}  ({report.counts()})",
-        green=report.verdict == "GO",
-        red=report.verdict != "GO",
-        bold=True,
+        verdict_line(report), green=report.verdict == "GO", red=report.verdict != "GO", bold=True
     )
-    for check in blocking[:10]:
-        terminalreporter.line(f"  [{check.status}] {check.id}: {check.message}")
-    if len(blocking) > 10:
-        terminalreporter.line(f"  ... and {len(blocking) - 10} more")
-    terminalreporter.line(f"report: {run.report_paths['html']}")
+    for line in summary_lines(report, run.report_paths["html"]):
+        terminalreporter.line(line)

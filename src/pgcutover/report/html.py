@@ -1,81 +1,311 @@
-"""signoff.html: one self-contained page a person can read in a minute and sign."""
+"""signoff.html: one self-contained page a person can decide on in a minute and dig into in
+two. No scripts and nothing fetched: charts are inline SVG, evidence sits in <details>."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from html import escape
 from typing import Any
 
+from pgcutover.checks.base import CheckResult
+from pgcutover.report.charts import CHART_KEYS, charts_for, migration_timeline
 from pgcutover.report.model import RunReport
 
+#: Values longer than this (as text) fold into a <details> element.
+FOLD_AT = 120
+
 STYLE = """
-body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1d232a}
-h1{margin:0 0 .3rem} h2{margin-top:2rem;border-bottom:1px solid #d0d7de}
-.verdict{display:inline-block;padding:.35rem 1rem;border-radius:6px;font-weight:700;
- font-size:1.6rem;color:#fff} .GO{background:#1a7f37} .NO-GO{background:#cf222e}
-table{border-collapse:collapse;width:100%;margin:.5rem 0} td,th{border:1px solid #d0d7de;
- padding:.3rem .5rem;text-align:left;vertical-align:top} th{background:#f6f8fa}
-.status{font-weight:700;text-transform:uppercase;font-size:.8rem}
+body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1120px;padding:0 1rem;
+ color:#1f2328} h1{margin:0 0 .4rem} h2{margin-top:2.2rem;border-bottom:1px solid #d0d7de}
+h3{margin:1.4rem 0 .3rem} .verdict{display:inline-block;padding:.3rem 1.1rem;border-radius:6px;
+ font-weight:700;font-size:1.8rem;color:#fff} .GO{background:#1a7f37} .NO-GO{background:#cf222e}
+.lead{font-size:1.05rem;margin:.6rem 0} table{border-collapse:collapse;width:100%;margin:.5rem 0}
+td,th{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.status{font-weight:700;text-transform:uppercase;font-size:.8rem;white-space:nowrap}
 .pass{color:#1a7f37}.fail{color:#cf222e}.unknown{color:#9a6700}.skip{color:#57606a}
-tr.fail td,tr.unknown td{background:#fff5f5} code,pre{font-size:.85em}
-pre{white-space:pre-wrap;margin:0} .remedy{color:#0550ae}
-.sign{border:2px dashed #57606a;padding:1rem;margin-top:2rem}
+tr.fail>td,tr.unknown>td{background:#fff5f5} code,pre{font-size:.85em}
+pre{white-space:pre-wrap;word-break:break-word;margin:.2rem 0} .remedy{color:#0550ae}
+.blocking li{margin:.4rem 0} summary{cursor:pointer;color:#0550ae}
+.pictures{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:.8rem}
+figure{margin:0;border:1px solid #d0d7de;border-radius:6px;padding:.5rem}
+svg.chart{max-width:100%;height:auto}
+figcaption{font-size:.85rem;color:#57606a} .chart-error{color:#9a6700}
+.sign{border:2px dashed #57606a;padding:1rem 1.2rem;margin-top:2rem}
+.sign input{font:inherit;border:0;border-bottom:1px solid #1f2328;min-width:16rem}
+.muted{color:#57606a}
 """
 
 
+def _json(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, default=str, indent=indent, ensure_ascii=False)
+
+
 def _value(value: Any) -> str:
+    """A cell value: text as text, anything else as JSON; long values fold away."""
     if value is None:
         return ""
-    if isinstance(value, str):
-        return escape(value)
-    return f"<code>{escape(json.dumps(value, default=str))}</code>"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    text = value if isinstance(value, str) else _json(value)
+    if len(text) <= FOLD_AT:
+        return escape(text) if isinstance(value, str) else f"<code>{escape(text)}</code>"
+    full = value if isinstance(value, str) else _json(value, indent=2)
+    return f"<details><summary>{escape(text[:60])}…</summary><pre>{escape(full)}</pre></details>"
 
 
-def _environment_rows(report: RunReport) -> str:
-    rows = []
-    for key in ("label", "server_version", "dsn", "database_size_bytes"):
-        rows.append(
-            f"<tr><th>{escape(key)}</th><td>{_value(report.source.get(key))}</td>"
-            f"<td>{_value(report.target.get(key))}</td></tr>"
-        )
-    rows.append(
-        f"<tr><th>extensions</th><td>{_value(report.source.get('extensions'))}</td>"
-        f"<td>{_value(report.target.get('extensions'))}</td></tr>"
+def _size(size: Any) -> str:
+    if not isinstance(size, int | float):
+        return ""
+    unit = "B"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            break
+        size /= 1024
+    return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _anchor(check_id: str) -> str:
+    return "check-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in check_id)
+
+
+def _verdict_line(report: RunReport) -> str:
+    counts = report.counts()
+    if not report.checks:
+        return "No check ran, so nothing can be approved."
+    if report.verdict == "GO":
+        skipped = f" ({counts['skip']} skipped)" if counts["skip"] else ""
+        return f"All {counts['pass']} checks passed{skipped}."
+    parts = []
+    if counts["fail"]:
+        parts.append(f"{counts['fail']} check{'s' * (counts['fail'] != 1)} failed")
+    if counts["unknown"]:
+        parts.append(f"{counts['unknown']} could not run")
+    return (
+        f"{' and '.join(parts)}; {counts['pass']} passed. "
+        "Do not cut over until the blocking checks below pass."
     )
-    return "".join(rows)
 
 
-def _integrity_rows(report: RunReport) -> str:
+def _pgvector(side: Mapping[str, Any]) -> str:
+    return str((side.get("extensions") or {}).get("vector", "not installed"))
+
+
+def _facts(report: RunReport) -> str:
+    """What was compared: one column per side."""
+
+    def row(name: str, source: str, target: str) -> str:
+        return f"<tr><th>{name}</th><td>{source}</td><td>{target}</td></tr>"
+
+    sides = (report.source, report.target)
+    rows = [
+        row("label", *(escape(str(side.get("label", ""))) for side in sides)),
+        row("PostgreSQL", *(escape(str(side.get("server_version", ""))) for side in sides)),
+        row("pgvector", *(escape(_pgvector(side)) for side in sides)),
+        row("database size", *(_size(side.get("database_size_bytes")) for side in sides)),
+        row("connection", *(f"<code>{escape(str(side.get('dsn', '')))}</code>" for side in sides)),
+        row("extensions", *(_value(side.get("extensions")) for side in sides)),
+    ]
+    if any("error" in side for side in sides):
+        rows.append(row("error", *(_value(side.get("error")) for side in sides)))
+    return (
+        "<table id='compared'><tr><th></th><th>source</th><th>target</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
+
+
+def _run_line(report: RunReport, digest: str) -> str:
+    seed = report.seed or {}
+    rows = f", {seed['chunks']} seeded chunks" if "chunks" in seed else ""
+    strategy = report.migration.get("strategy", "none")
+    by = escape(report.signoff_by) if report.signoff_by else "not named (use --signoff-by)"
+    return (
+        f"<p>Run <code>{escape(report.run_id)}</code>: {escape(report.started_at)} to "
+        f"{escape(report.finished_at)}, took <b>{_duration(report.duration_seconds)}</b>; "
+        f"migration strategy <b>{escape(strategy)}</b>{rows}.<br>To be signed by: "
+        f"<b id='signoff-by'>{by}</b>. signoff.json sha256 <code id='digest'>{escape(digest)}"
+        "</code></p>"
+    )
+
+
+def _blocking(report: RunReport) -> str:
+    blocking = [c for c in report.ordered_checks() if c.status in ("fail", "unknown")]
+    if not blocking:
+        return ""
+    items = "".join(
+        f"<li><span class='status {c.status}'>{c.status}</span> "
+        f"<a href='#{_anchor(c.id)}'><code>{escape(c.id)}</code></a>: {escape(c.message)}"
+        + (f"<div class='remedy'>fix: {escape(c.remedy)}</div>" if c.remedy else "")
+        + "</li>"
+        for c in blocking
+    )
+    return f"<h2 id='blocking'>Blocking checks</h2><ol class='blocking'>{items}</ol>"
+
+
+def _since_last_run(comparison: Mapping[str, Any] | None) -> str:
+    if not comparison:
+        return (
+            "<h2 id='since-last-run'>Since last run</h2>"
+            "<p class='muted'>No earlier run of this target in the reports folder.</p>"
+        )
+    parts = [
+        f"<p>Previous run <code>{escape(str(comparison['previous_run_id']))}</code> "
+        f"({escape(str(comparison.get('previous_started_at', '')))}) was "
+        f"<b>{escape(str(comparison['previous_verdict']))}</b>.</p>"
+    ]
+    lists = (
+        ("New failures", comparison["new_failures"], "fail"),
+        ("Fixed since then", comparison["fixed"], "pass"),
+    )
+    for title, entries, status in lists:
+        if entries:
+            items = "".join(
+                f"<li><code>{escape(e['id'])}</code>: {escape(e.get('message', ''))}</li>"
+                for e in entries
+            )
+            parts.append(f"<h3 class='{status}'>{title} ({len(entries)})</h3><ul>{items}</ul>")
+    if comparison["changed"]:
+        rows = "".join(
+            f"<tr><td><code>{escape(c['id'])}</code></td><td class='num'>{c['before']:.6g}</td>"
+            f"<td class='num'>{c['after']:.6g}</td><td class='num'>{c['delta']:+.6g}</td>"
+            f"<td class='num'>"
+            f"{'' if c['relative'] is None else format(c['relative'], '+.1%')}</td></tr>"
+            for c in comparison["changed"]
+        )
+        table = (
+            "<table><tr><th>check</th><th>before</th><th>after</th><th>change</th><th>%</th></tr>"
+            f"{rows}</table>"
+        )
+        parts.append(
+            f"<details {'open' if len(comparison['changed']) <= 15 else ''}><summary>Numbers that "
+            f"moved ({len(comparison['changed'])})</summary>{table}</details>"
+        )
+    for key, title in (("new_checks", "Checks new in this run"), ("removed_checks", "Gone")):
+        if comparison[key]:
+            parts.append(f"<p class='muted'>{title}: {_value(comparison[key])}</p>")
+    if len(parts) == 1:
+        parts.append("<p>Nothing changed: same statuses, same numbers.</p>")
+    return f"<h2 id='since-last-run'>Since last run</h2>{''.join(parts)}"
+
+
+def _integrity(report: RunReport) -> str:
     rows = []
     for check in sorted(report.checks, key=lambda c: c.id):
-        if check.id.startswith("row_counts."):
-            rows.append(
-                f"<tr class='{check.status}'><td>{escape(check.id.removeprefix('row_counts.'))}"
-                f"</td><td>{_value(check.expected)}</td><td>{_value(check.actual)}</td>"
-                f"<td class='status {check.status}'>{check.status}</td></tr>"
+        if not check.id.startswith("row_counts."):
+            continue
+        difference = ""
+        if isinstance(check.expected, int) and isinstance(check.actual, int):
+            difference = f"{check.actual - check.expected:+d}"
+        rows.append(
+            f"<tr class='{check.status}'><td>{escape(check.id.removeprefix('row_counts.'))}</td>"
+            f"<td class='num'>{_value(check.expected)}</td><td class='num'>"
+            f"{_value(check.actual)}</td><td class='num'>{difference}</td>"
+            f"<td class='status {check.status}'>{check.status}</td></tr>"
+        )
+    if not rows:
+        return "<p class='muted'>The row-count check did not run.</p>"
+    return (
+        "<table id='integrity'><tr><th>table</th><th>source rows</th><th>target rows</th>"
+        f"<th>difference</th><th>status</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _pictures(report: RunReport) -> str:
+    figures = []
+    timeline = migration_timeline(report.migration)
+    if timeline:
+        figures.append(
+            f"<figure id='chart-migration'>{timeline}<figcaption>From the migration block "
+            "of signoff.json.</figcaption></figure>"
+        )
+    for check in report.ordered_checks():
+        for number, chart in enumerate(charts_for(check.details)):
+            figures.append(
+                f"<figure id='chart-{_anchor(check.id)}-{number}'>{chart}<figcaption>"
+                f"<a href='#{_anchor(check.id)}'>{escape(check.id)}</a> "
+                f"(<span class='{check.status}'>{check.status}</span>)</figcaption></figure>"
             )
+    if not figures:
+        return "<p class='muted'>No check of this run produced a chart.</p>"
+    return f"<div class='pictures'>{''.join(figures)}</div>"
+
+
+def _evidence(check: CheckResult) -> str:
+    extra = {k: v for k, v in check.details.items() if k not in CHART_KEYS}
+    charts = [k for k in CHART_KEYS if k in check.details]
+    parts = []
+    if charts:
+        parts.append(f"<a href='#chart-{_anchor(check.id)}-0'>chart</a>")
+    if extra:
+        parts.append(
+            f"<details><summary>evidence</summary><pre>{escape(_json(extra, indent=2))}</pre>"
+            "</details>"
+        )
+    return "".join(parts)
+
+
+def _check_rows(checks: list[CheckResult]) -> str:
+    rows = []
+    for check in checks:
+        remedy = f"<div class='remedy'>fix: {escape(check.remedy)}</div>" if check.remedy else ""
+        rows.append(
+            f"<tr class='{check.status}' id='{_anchor(check.id)}'>"
+            f"<td class='status {check.status}'>{check.status}</td>"
+            f"<td><code>{escape(check.id)}</code></td>"
+            f"<td>{escape(check.message)}{remedy}{_evidence(check)}</td>"
+            f"<td>{_value(check.expected)}</td><td>{_value(check.actual)}</td>"
+            f"<td>{_value(check.threshold)}</td></tr>"
+        )
     return "".join(rows)
 
 
-def _migration_section(migration: dict[str, Any]) -> str:
+def _areas(report: RunReport) -> str:
+    sections = []
+    for area, checks in report.by_area().items():
+        totals: dict[str, int] = {}
+        for check in checks:
+            totals[check.status] = totals.get(check.status, 0) + 1
+        summary = ", ".join(f"{n} {status}" for status, n in totals.items())
+        sections.append(
+            f"<section class='area' id='area-{escape(area)}'><h3>{escape(area)} "
+            f"<span class='muted'>({summary})</span></h3><table><tr><th>status</th>"
+            "<th>check</th><th>finding</th><th>expected</th><th>actual</th><th>threshold</th>"
+            f"</tr>{_check_rows(checks)}</table></section>"
+        )
+    return "".join(sections) or "<p class='fail'>No check ran.</p>"
+
+
+def _migration(migration: Mapping[str, Any]) -> str:
     if not migration.get("performed"):
         notes = "; ".join(migration.get("notes", []))
         return f"<p>Not performed: {escape(notes)}</p>"
     phases = "".join(
         f"<tr class='{'pass' if p['ok'] else 'fail'}'><td>{escape(p['name'])}</td>"
-        f"<td>{p['seconds']:.2f}</td><td>{escape(p.get('detail', ''))}</td></tr>"
+        f"<td class='num'>{p['seconds']:.2f}</td><td>{_value(p.get('detail') or None)}</td></tr>"
         for p in migration.get("phases", [])
     )
     parts = [
-        f"<p>Strategy <b>{escape(migration['strategy'])}</b> with "
-        f"{escape(migration.get('client_tools', ''))}; "
-        f"snapshot <code>{escape(str(migration.get('snapshot')))}</code>.</p>",
+        f"<p>Strategy <b>{escape(str(migration.get('strategy')))}</b> with "
+        f"{escape(str(migration.get('client_tools', '')))}; snapshot "
+        f"<code>{escape(str(migration.get('snapshot')))}</code>; roles created: "
+        f"{escape(', '.join(migration.get('roles_created', [])) or 'none')}.</p>",
         f"<table><tr><th>phase</th><th>seconds</th><th>detail</th></tr>{phases}</table>",
     ]
     if migration.get("error"):
         parts.append(
-            f"<p class='fail'><b>Failed in {escape(str(migration['failed_phase']))}"
-            f":</b> <pre>{escape(migration['error'])}</pre></p>"
+            f"<p class='fail'><b>Failed in {escape(str(migration.get('failed_phase')))}:</b></p>"
+            f"<pre>{escape(str(migration['error']))}</pre>"
             f"<p class='remedy'>fix: {escape(str(migration.get('remedy')))}</p>"
         )
     for line in migration.get("advice", []) + migration.get("notes", []):
@@ -83,46 +313,49 @@ def _migration_section(migration: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _check_rows(report: RunReport) -> str:
-    rows = []
-    for check in report.ordered_checks():
-        remedy = f"<div class='remedy'>fix: {escape(check.remedy)}</div>" if check.remedy else ""
-        rows.append(
-            f"<tr class='{check.status}'><td class='status {check.status}'>{check.status}</td>"
-            f"<td>{escape(check.area)}</td><td><code>{escape(check.id)}</code></td>"
-            f"<td>{escape(check.message)}{remedy}</td><td>{_value(check.expected)}</td>"
-            f"<td>{_value(check.actual)}</td><td>{_value(check.threshold)}</td></tr>"
-        )
-    return "".join(rows)
+def _artefacts(report: RunReport) -> str:
+    if not report.artefacts:
+        return "<p class='muted'>No other report was stored with this run.</p>"
+    items = "".join(
+        f"<li><a href='{escape(path)}'>{escape(label)}</a> <span class='muted'>"
+        f"({escape(path)})</span></li>"
+        for label, path in sorted(report.artefacts.items())
+    )
+    return f"<ul id='artefacts'>{items}</ul>"
+
+
+def _approval(report: RunReport, digest: str) -> str:
+    who = escape(report.signoff_by) if report.signoff_by else "________________"
+    return (
+        "<div class='sign' id='approval'><b>Approval.</b> "
+        f"To be approved by {who}. I have read this report and decide: <b>GO / NO-GO</b>"
+        "<p>Approver: <input id='approver' name='approver' aria-label='approver'> "
+        "Date: <input name='date' aria-label='date' style='min-width:8rem'></p>"
+        "<p>Signature: ______________________________</p>"
+        f"<p class='muted'>This approval refers to run <code>{escape(report.run_id)}</code>, "
+        f"signoff.json sha256 <code>{escape(digest)}</code>.</p></div>"
+    )
 
 
 def render(report: RunReport, digest: str) -> str:
     """The whole page; `digest` is the sha256 of signoff.json, so a signed copy matches."""
-    counts = report.counts()
-    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-    artefacts = "".join(
-        f"<li><a href='{escape(path)}'>{escape(name)}</a></li>"
-        for name, path in sorted(report.artefacts.items())
-    )
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>pgcutover sign-off {escape(report.run_id)}
-</title><style>{STYLE}</style></head><body>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<title>pgcutover sign-off {escape(report.run_id)}: {report.verdict}</title>
+<style>{STYLE}</style></head><body>
 <h1>Migration sign-off</h1>
-<p><span class="verdict {report.verdict}" id="verdict">{report.verdict}</span>
-&nbsp; {escape(summary)}</p>
-<p>Run <code>{escape(report.run_id)}</code>, {escape(report.started_at)} to
-{escape(report.finished_at)}. signoff.json sha256 <code>{escape(digest)}</code></p>
-<h2>What was compared</h2>
-<table><tr><th></th><th>source</th><th>target</th></tr>{_environment_rows(report)}</table>
-<h2>Data integrity (row counts)</h2>
-<table><tr><th>table</th><th>source</th><th>target</th><th>status</th></tr>
-{_integrity_rows(report)}</table>
-<h2>Migration</h2>{_migration_section(report.migration)}
-<h2>Checks</h2>
-<table><tr><th>status</th><th>area</th><th>check</th><th>finding</th><th>expected</th>
-<th>actual</th><th>threshold</th></tr>{_check_rows(report)}</table>
-<h2>Artefacts</h2><ul>{artefacts}</ul>
-<div class="sign"><b>Approval.</b> Reviewed by: ____________________ &nbsp;
-Date: ____________ &nbsp; Decision: GO / NO-GO</div>
+<p><span class="verdict {report.verdict}" id="verdict">{report.verdict}</span></p>
+<p class="lead" id="verdict-reason">{escape(_verdict_line(report))}</p>
+{_run_line(report, digest)}
+<h2>What was compared</h2>{_facts(report)}
+{_blocking(report)}
+{_since_last_run(report.since_last_run)}
+<h2 id="integrity-heading">Data integrity (row counts, source vs target)</h2>{_integrity(report)}
+<h2 id="pictures">Pictures</h2>{_pictures(report)}
+<h2 id="checks">Checks by area</h2>{_areas(report)}
+<h2 id="migration">Migration</h2>{_migration(report.migration)}
+<h2 id="reports">Reports of this run</h2>{_artefacts(report)}
+{_approval(report, digest)}
 </body></html>
 """

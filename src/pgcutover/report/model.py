@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from pgcutover.checks.base import FAIL, UNKNOWN, CheckResult
@@ -37,6 +38,8 @@ class RunReport:
     seed: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     artefacts: dict[str, str] = field(default_factory=dict)
+    signoff_by: str = ""
+    since_last_run: dict[str, Any] | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -45,6 +48,16 @@ class RunReport:
             return "NO-GO"
         blocked = any(check.status in (FAIL, UNKNOWN) for check in self.checks)
         return "NO-GO" if blocked else "GO"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Wall-clock length of the run (None if a timestamp is unreadable)."""
+        try:
+            started = datetime.fromisoformat(self.started_at)
+            finished = datetime.fromisoformat(self.finished_at)
+        except ValueError:
+            return None
+        return (finished - started).total_seconds()
 
     def counts(self) -> dict[str, int]:
         """How many checks ended in each status."""
@@ -61,6 +74,13 @@ class RunReport:
 
         return sorted(self.checks, key=lambda c: (STATUS_ORDER[c.status], area_rank(c.area), c.id))
 
+    def by_area(self) -> dict[str, list[CheckResult]]:
+        """Checks grouped by area: areas holding a failure first, failures first inside."""
+        groups: dict[str, list[CheckResult]] = {}
+        for check in self.ordered_checks():
+            groups.setdefault(check.area, []).append(check)
+        return groups
+
     def to_json(self) -> dict[str, Any]:
         """The signoff.json document."""
         return {
@@ -68,6 +88,8 @@ class RunReport:
             "verdict": self.verdict,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "duration_seconds": self.duration_seconds,
+            "signoff_by": self.signoff_by,
             "source": self.source,
             "target": self.target,
             "migration": self.migration,
@@ -76,4 +98,5 @@ class RunReport:
             "summary": self.counts(),
             "checks": [check.to_json() for check in self.ordered_checks()],
             "artefacts": self.artefacts,
+            "since_last_run": self.since_last_run,
         }

@@ -7,26 +7,30 @@ import json
 import shutil
 from pathlib import Path
 
+from pgcutover.report.compare import LATEST, compare, previous_signoff
 from pgcutover.report.html import render
 from pgcutover.report.model import RunReport
 
 
 def write_report(report: RunReport, run_dir: Path) -> dict[str, Path]:
-    """Write the sign-off files; returns their paths."""
+    """Write the sign-off files, compared with the previous run of the same target found
+    beside run_dir; returns their paths."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    document = json.dumps(report.to_json(), indent=2, default=str)
+    previous = previous_signoff(run_dir.parent, report.run_id, str(report.target.get("label")))
+    report.since_last_run = compare(previous, report.to_json()) if previous else None
+    document = json.dumps(report.to_json(), indent=2, default=str).encode()
     json_path = run_dir / "signoff.json"
-    json_path.write_text(document)
-    digest = hashlib.sha256(document.encode()).hexdigest()
+    json_path.write_bytes(document)
+    digest = hashlib.sha256(document).hexdigest()
     html_path = run_dir / "signoff.html"
-    html_path.write_text(render(report, digest))
+    html_path.write_text(render(report, digest), encoding="utf-8")
     return {"json": json_path, "html": html_path}
 
 
 def mirror_latest(run_dir: Path) -> Path:
     """Copy the run's folder to reports/latest (a copy, not a link: CI artefact uploads
     and Windows shares both handle plain folders)."""
-    latest = run_dir.parent / "latest"
+    latest = run_dir.parent / LATEST
     if latest.is_symlink() or latest.is_file():
         latest.unlink()
     elif latest.exists():
