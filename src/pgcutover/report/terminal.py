@@ -27,7 +27,7 @@ def _where(path: Path) -> str:
 def verdict_line(report: RunReport) -> str:
     counts = report.counts()
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no checks"
-    return f"{report.verdict}: {summary}"
+    return f"verdict: {report.verdict}  ({summary})"
 
 
 def summary_lines(report: RunReport, html: Path) -> list[str]:
