@@ -12,7 +12,6 @@ is cleaned first (the guide's DROP TABLE ... CASCADE, then --clean --if-exists).
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 import tempfile
 import time
@@ -30,11 +29,17 @@ from pgcutover.checks.drift import measure as measure_drift
 from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connection
 from pgcutover.errors import MigrationError, PgcutoverError
+from pgcutover.migrate.advice import spill_advice
 from pgcutover.migrate.roles import create_roles, missing_roles, referenced_roles
-from pgcutover.migrate.tools import bounded, client_binary, client_version, run_pipeline
+from pgcutover.migrate.tools import (
+    SESSION_OPTIONS,
+    bounded,
+    client_binary,
+    client_version,
+    run_pipeline,
+)
 
 SECTIONS = (("pre-data", "schema"), ("data", "data"), ("post-data", "index build"))
-SPILL = re.compile(r"hnsw graph no longer fits into maintenance_work_mem after (\d+) tuples")
 
 
 @dataclass(frozen=True)
@@ -205,10 +210,12 @@ def exported_snapshot(source: Endpoint) -> Iterator[str]:
 
 
 def _restore_env(settings: Settings) -> dict[str, str]:
-    """Session settings for the restore: enough memory for the HNSW graph."""
+    """Session settings for the restore: enough memory for the HNSW graph, and no
+    statement_timeout (a target-wide one must not cancel an index build)."""
     return {
         "PGOPTIONS": f"-c maintenance_work_mem={settings.maintenance_work_mem} "
-        f"-c max_parallel_maintenance_workers={settings.max_parallel_maintenance_workers}"
+        f"-c max_parallel_maintenance_workers={settings.max_parallel_maintenance_workers} "
+        f"{SESSION_OPTIONS}"
     }
 
 
@@ -216,19 +223,6 @@ def _dump_args(snapshot: str, excluded: tuple[str, ...]) -> list[str]:
     args = [str(client_binary("pg_dump")), f"--snapshot={snapshot}", "--no-password"]
     args += [f"--exclude-schema={schema}" for schema in excluded]
     return args
-
-
-def _spill_advice(stderr: str, settings: Settings) -> list[str]:
-    """When an HNSW build spilled to disk, say so with numbers."""
-    advice = []
-    for match in SPILL.finditer(stderr):
-        advice.append(
-            f"an HNSW build outgrew maintenance_work_mem={settings.maintenance_work_mem} after "
-            f"{match.group(1)} tuples and slowed down (measured: 200,000 x 384 vectors built in "
-            "718 s at 64MB, 185 s at 1GB, 109 s at 1GB with one parallel worker): raise "
-            "--maintenance-work-mem for the restore"
-        )
-    return advice
 
 
 def migrate(
@@ -287,7 +281,7 @@ def migrate(
             stderr = _run_strategy(
                 source, target, settings, snapshot, workdir, timer, on_phase, clean=bool(clash)
             )
-            result.advice += _spill_advice(stderr, settings)
+            result.advice += spill_advice(target, settings.maintenance_work_mem)
             with timer.phase("analyze"), bounded(target, "target", "analyze", timeout) as dst:
                 dst.execute("ANALYZE")
             result.drift = _measure_drift(source, snapshot, settings, timer, result)
