@@ -278,7 +278,7 @@ def migrate(
             if snapshot is None:
                 snapshot = stack.enter_context(exported_snapshot(source))
             result.snapshot = snapshot
-            stderr = _run_strategy(
+            _run_strategy(
                 source, target, settings, snapshot, workdir, timer, on_phase, clean=bool(clash)
             )
             result.advice += spill_advice(target, settings.maintenance_work_mem)
@@ -321,8 +321,8 @@ def _run_strategy(
     on_phase: Callable[[str], None] | None,
     *,
     clean: bool,
-) -> str:
-    """Dump and restore section by section; returns all restore stderr (for notices).
+) -> None:
+    """Dump and restore section by section.
 
     With `clean` the schema section drops what it is about to create (--clean --if-exists).
     """
@@ -330,7 +330,6 @@ def _run_strategy(
     cleaning = ["--clean", "--if-exists"] if clean else []
     restore_env = _restore_env(settings)
     timeout = settings.phase_timeout
-    stderr = []
     if settings.strategy == "plain":
         psql = [str(client_binary("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"]
         for section, name in SECTIONS:
@@ -338,15 +337,14 @@ def _run_strategy(
                 on_phase(name)
             extra = cleaning if section == "pre-data" else []
             with timer.phase(name):
-                runs = run_pipeline(
+                run_pipeline(
                     [[*dump, *extra, f"--section={section}"], psql],
                     [source, target],
                     phase=name,
                     timeout=timeout,
                     extra_env=[{}, restore_env],
                 )
-            stderr.append(runs[-1].stderr)
-        return "\n".join(stderr)
+        return
     archive = workdir / ("dump.pgc" if settings.strategy == "custom" else "dump.dir")
     fmt = (
         ["-Fc", "--compress=none"]
@@ -368,12 +366,10 @@ def _run_strategy(
         if on_phase:
             on_phase(name)
         with timer.phase(name):
-            runs = run_pipeline(
+            run_pipeline(
                 [[*restore, *extra, f"--section={section}", str(archive)]],
                 [target],
                 phase=name,
                 timeout=timeout,
                 extra_env=[restore_env],
             )
-        stderr.append(runs[-1].stderr)
-    return "\n".join(stderr)
