@@ -1,0 +1,258 @@
+"""Load-test configuration as data: which query shapes run and how often, how hard, and the
+service levels they must meet (fixtures/load.toml, overridable in targets.toml [load]).
+
+The app's vector query shapes are the search checks' own (fixtures/search.toml, read through
+checks/search/shapes.py): one definition serves the search checks and the load test alike.
+fixtures/load.toml adds only the relational shapes the load needs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from pgcutover.checks.search import shapes as search_shapes
+from pgcutover.config import Settings
+from pgcutover.errors import ConfigError
+
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+WHERE = "fixtures/load.toml (or targets.toml [load])"
+#: Stored rows sampled per locust process to fill a shape's placeholders.
+SAMPLE_ROWS = 200
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One query the app sends. Named placeholders `%(name)s` are filled from a row of
+    stored data, sampled by `parameters_sql` (empty: the shared [load.parameters] query),
+    and from `constants`; `write` shapes change data and run only where writes are allowed."""
+
+    name: str
+    sql: str
+    write: bool = False
+    parameters_sql: str = ""
+    constants: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def placeholders(self) -> set[str]:
+        return set(PLACEHOLDER.findall(self.sql))
+
+
+@dataclass(frozen=True)
+class ServiceLevels:
+    """What the target must sustain: error rate, latency per shape, total throughput."""
+
+    error_rate: float
+    min_throughput: float
+    p95_ms: dict[str, float]
+    p99_ms: dict[str, float]
+
+    def p95(self, shape: str) -> float:
+        return _per_shape(self.p95_ms, shape, "p95_ms")
+
+    def p99(self, shape: str) -> float:
+        return _per_shape(self.p99_ms, shape, "p99_ms")
+
+
+@dataclass(frozen=True)
+class DuringDump:
+    """The opt-in measurement of the read mix on the source while pg_dump runs."""
+
+    enabled: bool
+    baseline_seconds: float
+    min_dump_seconds: float
+    max_slowdown: float
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """Everything a load run needs except where to connect."""
+
+    shapes: tuple[Shape, ...]
+    weights: dict[str, float]
+    parameters_sql: str
+    users: int
+    spawn_rate: float
+    duration: int
+    wait_seconds: float
+    statement_timeout_ms: int
+    writes: bool
+    slo: ServiceLevels
+    during_dump: DuringDump
+
+    def parameters_for(self, shape: Shape) -> str:
+        """The query that samples this shape's placeholder values."""
+        return shape.parameters_sql or self.parameters_sql
+
+    def mix(self, *, writes: bool) -> dict[Shape, float]:
+        """Shapes that run and their weights; write shapes only when `writes` is True."""
+        mix = {
+            shape: self.weights[shape.name]
+            for shape in self.shapes
+            if self.weights.get(shape.name, 0) > 0 and (writes or not shape.write)
+        }
+        if not mix:
+            raise ConfigError(
+                f"{WHERE}: no query shape has a positive weight"
+                + ("" if writes else " among the read-only shapes"),
+                "give at least one read shape a weight > 0 in [load.weights]",
+            )
+        return mix
+
+    def with_overrides(self, **changes: Any) -> LoadConfig:
+        """A copy with some fields replaced (tests and the benchmark tune runs this way)."""
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LoadConfig:
+        return cls(
+            **{
+                **data,
+                "shapes": tuple(Shape(**shape) for shape in data["shapes"]),
+                "slo": ServiceLevels(**data["slo"]),
+                "during_dump": DuringDump(**data["during_dump"]),
+            }
+        )
+
+    def write(self, path: Path) -> Path:
+        """Save for a locust process (`--pg-load-config`); holds no password."""
+        path.write_text(json.dumps(self.to_json(), indent=2))
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> LoadConfig:
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConfigError(
+                f"cannot read the load configuration {path}: {error}",
+                "pass a file written by pgcutover (LoadConfig.write), or leave "
+                "--pg-load-config out to read fixtures/load.toml",
+            ) from None
+
+
+def _per_shape(table: Mapping[str, float], shape: str, key: str) -> float:
+    if shape in table:
+        return float(table[shape])
+    if "default" in table:
+        return float(table["default"])
+    raise ConfigError(
+        f"{WHERE}: [load.slo.{key}] has no entry for {shape!r} and no default",
+        f"add `{shape} = <milliseconds>` or `default = <milliseconds>` to [load.slo.{key}]",
+    )
+
+
+def _number(section: Mapping[str, Any], key: str, kind: type, *, minimum: float = 0) -> Any:
+    if key not in section:
+        raise ConfigError(f"{WHERE}: missing `{key}`", f"set {key} in [load]")
+    try:
+        value = kind(section[key])
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{WHERE}: `{key}` must be a number, got {section[key]!r}", f"fix {key}"
+        ) from None
+    if value < minimum:
+        raise ConfigError(f"{WHERE}: `{key}` must be >= {minimum}, got {value}", f"fix {key}")
+    return value
+
+
+def _shapes(table: Mapping[str, Any], where: str) -> dict[str, Shape]:
+    """Shapes from TOML tables `[load.shapes.<name>]` with `sql` and optional `write`."""
+    shapes = {}
+    for name, entry in table.items():
+        if not isinstance(entry, Mapping) or not entry.get("sql"):
+            raise ConfigError(
+                f"{where}: query shape {name!r} needs an `sql` text, got {entry!r}",
+                "see fixtures/load.toml for the format",
+            )
+        shapes[str(name)] = Shape(str(name), str(entry["sql"]).strip(), bool(entry.get("write")))
+    return shapes
+
+
+def from_search(shape: search_shapes.Shape) -> Shape:
+    """A search shape as the load runs it: its own SQL, its LIMIT k, and query vectors (and
+    filter values) sampled from the column it searches."""
+    columns = [sql.SQL("{}::text AS q").format(sql.Identifier(shape.column))]
+    if shape.filter_column is not None:
+        columns.append(sql.SQL("{} AS f").format(sql.Identifier(shape.filter_column)))
+    sample = sql.SQL("SELECT {} FROM {} ORDER BY random() LIMIT {}").format(
+        sql.SQL(", ").join(columns),
+        sql.Identifier(shape.schema, shape.table),
+        sql.Literal(SAMPLE_ROWS),
+    )
+    return Shape(
+        name=shape.name,
+        sql=shape.query().as_string(),
+        parameters_sql=sample.as_string(),
+        constants={"k": shape.k},
+    )
+
+
+def parse_config(load: Mapping[str, Any], search: Sequence[Shape] = ()) -> LoadConfig:
+    """Validate the merged [load] section, plus the search shapes, into a LoadConfig."""
+    shapes = _shapes(load.get("shapes", {}), WHERE)
+    clashes = sorted(set(shapes) & {shape.name for shape in search})
+    if clashes:
+        raise ConfigError(
+            f"{WHERE}: [load.shapes] redefines the search shapes {clashes}",
+            "define vector search shapes once, in fixtures/search.toml",
+        )
+    shapes.update({shape.name: shape for shape in search})
+    weights = {str(k): float(v) for k, v in load.get("weights", {}).items()}
+    unknown = sorted(set(weights) - set(shapes))
+    if unknown:
+        raise ConfigError(
+            f"{WHERE}: [load.weights] names unknown shapes {unknown} (known: {sorted(shapes)})",
+            "fix the names, or define the shape in [load.shapes] / fixtures/search.toml",
+        )
+    parameters = load.get("parameters", {}).get("sql")
+    if not parameters:
+        raise ConfigError(
+            f"{WHERE}: missing [load.parameters] sql",
+            "give a query whose columns fill the shapes' %(name)s placeholders",
+        )
+    slo = load.get("slo", {})
+    dump = load.get("during_dump", {})
+    config = LoadConfig(
+        shapes=tuple(shapes.values()),
+        weights=weights,
+        parameters_sql=str(parameters).strip(),
+        users=_number(load, "users", int, minimum=1),
+        spawn_rate=_number(load, "spawn_rate", float, minimum=0.1),
+        duration=_number(load, "duration", int, minimum=1),
+        wait_seconds=_number(load, "wait_seconds", float),
+        statement_timeout_ms=_number(load, "statement_timeout_ms", int, minimum=1),
+        writes=bool(load.get("writes", False)),
+        slo=ServiceLevels(
+            error_rate=_number(slo, "error_rate", float),
+            min_throughput=_number(slo, "min_throughput", float),
+            p95_ms=dict(slo.get("p95_ms", {})),
+            p99_ms=dict(slo.get("p99_ms", {})),
+        ),
+        during_dump=DuringDump(
+            enabled=bool(dump.get("enabled", False)),
+            baseline_seconds=_number(dump, "baseline_seconds", float, minimum=1),
+            min_dump_seconds=_number(dump, "min_dump_seconds", float, minimum=1),
+            max_slowdown=_number(dump, "max_slowdown", float),
+        ),
+    )
+    for shape in config.mix(writes=True):
+        config.slo.p95(shape.name)
+        config.slo.p99(shape.name)
+    return config
+
+
+def load_config(settings: Settings) -> LoadConfig:
+    """The run's load configuration: fixtures/load.toml and the search shapes, with the
+    overrides from targets.toml [load] and [targets.<target>.load]."""
+    search = tuple(from_search(shape) for shape in search_shapes.load(settings).shapes)
+    return parse_config(settings.section("load"), search)

@@ -1,0 +1,138 @@
+"""The locustfile's own command-line options and what they resolve to: the database to load
+(from targets.toml or a password-free DSN), whether it is a source, whether writes may run,
+and the load configuration. No locust import: the pytest side uses it too."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgcutover.config import OPTIONS, Settings, build_settings
+from pgcutover.db import Endpoint, Role
+from pgcutover.errors import ConfigError
+from pgcutover.load.config import LoadConfig, load_config
+
+DEFAULT_PASSWORD_ENV = "PGPASSWORD"
+
+
+def add_arguments(parser: Any) -> None:
+    """Declare the --pg-* options on locust's parser (they also show in the web UI)."""
+    group = parser.add_argument_group("pgcutover", "the PostgreSQL database to load")
+    group.add_argument(
+        "--pg-target",
+        default="",
+        help="name of an environment in targets.toml (host, user, password_env or env_file)",
+    )
+    group.add_argument("--pg-targets-file", default="targets.toml", help="the targets.toml to read")
+    group.add_argument(
+        "--pg-dsn",
+        default="",
+        help="postgresql://user@host:port/db without a password (instead of --pg-target)",
+    )
+    group.add_argument(
+        "--pg-password-env",
+        default=DEFAULT_PASSWORD_ENV,
+        help="environment variable holding the password for --pg-dsn",
+    )
+    group.add_argument(
+        "--pg-source",
+        action="store_true",
+        default=False,
+        help="the database is a migration source: read-only sessions, write shapes never run",
+    )
+    group.add_argument(
+        "--pg-writes",
+        action="store_true",
+        default=False,
+        help="also run the write shapes (never allowed with --pg-source)",
+    )
+    group.add_argument(
+        "--pg-load-config",
+        default="",
+        help="a resolved load configuration written by pgcutover (default: fixtures/load.toml "
+        "with targets.toml [load] overrides)",
+    )
+
+
+@dataclass(frozen=True)
+class LoadTarget:
+    """Where a locust process sends its queries and what it may do there."""
+
+    endpoint: Endpoint
+    source: bool
+    writes: bool
+    config: LoadConfig
+
+    @property
+    def role(self) -> Role:
+        """Sessions are read-only at the server unless writes are explicitly enabled."""
+        return "target" if self.writes else "source"
+
+    @property
+    def session_options(self) -> str:
+        return f"-c statement_timeout={self.config.statement_timeout_ms}"
+
+
+def endpoint_from_dsn(dsn: str, password_env: str, environ: Mapping[str, str]) -> Endpoint:
+    """An Endpoint from a DSN without a password; the password comes from `password_env`."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as error:
+        raise ConfigError(
+            f"--pg-dsn is not a valid connection string: {error}",
+            "use postgresql://user@host:5432/dbname",
+        ) from None
+    if parts.get("password"):
+        raise ConfigError(
+            "--pg-dsn contains a password (it would show in `ps` and in locust's web UI)",
+            f"remove it and export {password_env}=... instead",
+        )
+    return Endpoint(
+        label="locust database",
+        host=str(parts.get("host") or "localhost"),
+        port=int(str(parts.get("port") or 5432)),
+        dbname=str(parts.get("dbname") or "postgres"),
+        user=str(parts.get("user") or "postgres"),
+        password=environ.get(password_env) or None,
+        sslmode=str(parts.get("sslmode") or "prefer"),
+    )
+
+
+def _settings(options: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    values = {option.name: option.default for option in OPTIONS}
+    values.update(target=options.pg_target or None, targets_file=options.pg_targets_file)
+    return build_settings(
+        values, migrate=False, allow_destructive=False, rootdir=Path.cwd(), environ=environ
+    )
+
+
+def resolve(options: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> LoadTarget:
+    """The parsed --pg-* options as a LoadTarget; refuses writes against a source."""
+    if options.pg_source and options.pg_writes:
+        raise ConfigError(
+            "--pg-writes with --pg-source: pgcutover never writes to a migration source",
+            "drop --pg-writes (the read shapes still run)",
+        )
+    if bool(options.pg_target) == bool(options.pg_dsn):
+        raise ConfigError(
+            "name the database to load with exactly one of --pg-target or --pg-dsn",
+            "e.g. --pg-target staging (from targets.toml) or "
+            "--pg-dsn postgresql://app@db:5432/app with PGPASSWORD exported",
+        )
+    settings = _settings(options, environ)
+    if options.pg_target:
+        endpoint = settings.target.endpoint  # type: ignore[union-attr]
+    else:
+        endpoint = endpoint_from_dsn(options.pg_dsn, options.pg_password_env, environ)
+    config = (
+        LoadConfig.read(Path(options.pg_load_config))
+        if options.pg_load_config
+        else load_config(settings)
+    )
+    return LoadTarget(endpoint, bool(options.pg_source), bool(options.pg_writes), config)
