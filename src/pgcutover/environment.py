@@ -24,7 +24,8 @@ from pgcutover.dataset.seed import seed
 from pgcutover.db import Endpoint, connect, connection
 from pgcutover.errors import PgcutoverError
 from pgcutover.migrate.runner import MigrationResult, migrate, not_performed
-from pgcutover.providers.embedded import EmbeddedServer, start_embedded
+from pgcutover.providers import start_server, stop_from_state
+from pgcutover.providers.base import Server
 
 REHEARSAL_DB = "rag_app"
 SOURCE_FLAVOR = "pg16"
@@ -72,11 +73,11 @@ def _write_private(path: Path, data: object) -> None:
     temporary.replace(path)
 
 
-def _remember_server(workdir: Path, server: EmbeddedServer) -> None:
+def _remember_server(workdir: Path, server: Server) -> None:
     """Record a started server at once, so an interrupted run can still stop it."""
     path = workdir / SERVERS_FILE
     servers = json.loads(path.read_text()) if path.exists() else []
-    servers.append({**server.state(), "password": server.password})
+    servers.append({**server.state(), "password": server.endpoint.password})
     _write_private(path, servers)
 
 
@@ -86,7 +87,7 @@ def stop_servers(workdir: Path) -> None:
     if not path.exists():
         return
     for state in json.loads(path.read_text()):
-        EmbeddedServer.from_state(state, state["password"]).stop()
+        stop_from_state(state)
 
 
 def describe(endpoint: Endpoint, role: str) -> dict[str, Any]:
@@ -107,8 +108,11 @@ def describe(endpoint: Endpoint, role: str) -> dict[str, Any]:
 
 
 def _embedded_source(settings: Settings, workdir: Path) -> tuple[Endpoint, dict[str, Any]]:
-    server = start_embedded(
-        SOURCE_FLAVOR, workdir / "source", "rehearsal source (PostgreSQL 16 + pgvector 0.6)"
+    server = start_server(
+        settings.provider,
+        SOURCE_FLAVOR,
+        workdir / "source",
+        "rehearsal source (PostgreSQL 16 + pgvector 0.6)",
     )
     _remember_server(workdir, server)
     embedder = Embedder(settings.embedding_model, settings.cache_dir)
@@ -119,9 +123,12 @@ def _embedded_source(settings: Settings, workdir: Path) -> tuple[Endpoint, dict[
     return server.endpoint.with_dbname(REHEARSAL_DB), asdict(summary)
 
 
-def _embedded_target(workdir: Path) -> Endpoint:
-    server = start_embedded(
-        TARGET_FLAVOR, workdir / "target", "rehearsal target (PostgreSQL 18 + pgvector 0.8)"
+def _embedded_target(settings: Settings, workdir: Path) -> Endpoint:
+    server = start_server(
+        settings.provider,
+        TARGET_FLAVOR,
+        workdir / "target",
+        "rehearsal target (PostgreSQL 18 + pgvector 0.8)",
     )
     _remember_server(workdir, server)
     with connect(server.endpoint, role="admin") as admin:
@@ -136,7 +143,7 @@ def provision(settings: Settings, workdir: Path) -> RunEnvironment:
         source, seeded = _embedded_source(settings, workdir)
     else:
         source = settings.source.endpoint
-    target = settings.target.endpoint if settings.target else _embedded_target(workdir)
+    target = settings.target.endpoint if settings.target else _embedded_target(settings, workdir)
     if settings.migrate:
         migration = migrate(source, target, settings)
     else:
