@@ -1,15 +1,22 @@
 """Roles: pg_dump of one database does not carry them, so the migration recreates the ones
-the schema references, as a careful operator would: same attributes, never SUPERUSER, never
-a copied password (login roles must get theirs from the owner)."""
+the schema references, as a careful operator would: same attributes, connection limit,
+per-role settings (Supabase sets statement_timeout on anon/authenticated) and memberships
+among them (PostgREST logs in as `authenticator`, a member of anon/authenticated/
+service_role), never SUPERUSER, never a copied password (login roles get theirs from the
+owner). Roles the target already has are left untouched; the schema checks report any
+difference in their attributes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
+#: Every role the dump's objects name: owners, grantees (tables, columns, sequences,
+#: functions, types, schemas, large objects, default privileges), policy roles, event
+#: trigger owners; then the direct members of those roles (the login roles that act as them).
 REFERENCED_ROLES = """
 WITH ns AS (
     SELECT oid, nspname, nspowner, nspacl FROM pg_namespace
@@ -20,17 +27,75 @@ WITH ns AS (
     UNION SELECT c.relowner FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
     UNION SELECT (aclexplode(c.relacl)).grantee FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
           WHERE c.relacl IS NOT NULL
+    UNION SELECT (aclexplode(a.attacl)).grantee FROM pg_attribute a
+          JOIN pg_class c ON c.oid = a.attrelid JOIN ns ON ns.oid = c.relnamespace
+          WHERE a.attacl IS NOT NULL
     UNION SELECT p.proowner FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
     UNION SELECT (aclexplode(p.proacl)).grantee FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
           WHERE p.proacl IS NOT NULL
+    UNION SELECT t.typowner FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+    UNION SELECT (aclexplode(t.typacl)).grantee FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+          WHERE t.typacl IS NOT NULL
     UNION SELECT unnest(pol.polroles) FROM pg_policy pol
           JOIN pg_class c ON c.oid = pol.polrelid JOIN ns ON ns.oid = c.relnamespace
+    UNION SELECT d.defaclrole FROM pg_default_acl d
+          WHERE d.defaclnamespace = 0 OR d.defaclnamespace IN (SELECT oid FROM ns)
+    UNION SELECT (aclexplode(d.defaclacl)).grantee FROM pg_default_acl d
+          WHERE d.defaclnamespace = 0 OR d.defaclnamespace IN (SELECT oid FROM ns)
+    UNION SELECT lomowner FROM pg_largeobject_metadata
+    UNION SELECT (aclexplode(lomacl)).grantee FROM pg_largeobject_metadata
+          WHERE lomacl IS NOT NULL
+    UNION SELECT evtowner FROM pg_event_trigger
+), carried AS (
+    SELECT oid FROM referenced
+    UNION SELECT m.member FROM pg_auth_members m JOIN referenced ON referenced.oid = m.roleid
 )
 SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolbypassrls, r.rolcreatedb, r.rolcreaterole,
-       r.rolsuper
-FROM pg_roles r JOIN referenced ON referenced.oid = r.oid
+       r.rolsuper, r.rolconnlimit
+FROM pg_roles r JOIN carried ON carried.oid = r.oid
 ORDER BY r.rolname
 """
+
+#: Per-role settings: for every database (setdatabase = 0) and for this one.
+ROLE_SETTINGS = """
+SELECT r.rolname, s.setdatabase = 0, s.setconfig
+FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+WHERE r.rolname = ANY(%(names)s)
+  AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+"""
+
+#: Memberships among the given roles; INHERIT / SET options exist from PostgreSQL 16.
+MEMBERSHIPS = """
+SELECT g.rolname, m.rolname, bool_or(am.admin_option), {inherit}, {set}
+FROM pg_auth_members am
+JOIN pg_roles g ON g.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
+WHERE g.rolname = ANY(%(names)s) AND m.rolname = ANY(%(names)s)
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""
+
+#: Settings whose value is a list of quoted names (pg_dumpall quotes each element).
+LIST_SETTINGS = frozenset(
+    {
+        "local_preload_libraries",
+        "search_path",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "temp_tablespaces",
+        "unix_socket_directories",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """`role` granted to `member`; inherit/set are None before PostgreSQL 16."""
+
+    role: str
+    member: str
+    admin: bool
+    inherit: bool | None
+    set: bool | None
 
 
 @dataclass(frozen=True)
@@ -44,6 +109,12 @@ class RoleSpec:
     createdb: bool
     createrole: bool
     superuser: bool
+    connection_limit: int = -1
+    #: `name=value` settings for every database, and for the migrated database only.
+    config: tuple[str, ...] = ()
+    database_config: tuple[str, ...] = ()
+    #: Memberships with the other carried roles, in either direction.
+    memberships: tuple[Membership, ...] = ()
 
     def create_statement(self) -> sql.Composed:
         """CREATE ROLE with the same attributes, never SUPERUSER, no password."""
@@ -54,15 +125,56 @@ class RoleSpec:
             "CREATEDB" if self.createdb else "NOCREATEDB",
             "CREATEROLE" if self.createrole else "NOCREATEROLE",
         ]
-        return sql.SQL("CREATE ROLE {} {}").format(
-            sql.Identifier(self.name), sql.SQL(" ".join(flags))
+        return sql.SQL("CREATE ROLE {} {} CONNECTION LIMIT {}").format(
+            sql.Identifier(self.name), sql.SQL(" ".join(flags)), sql.Literal(self.connection_limit)
         )
 
 
+def _membership_query(conn: psycopg.Connection) -> str:
+    if conn.info.server_version >= 160000:
+        return MEMBERSHIPS.format(
+            inherit="bool_or(am.inherit_option)", set="bool_or(am.set_option)"
+        )
+    return MEMBERSHIPS.format(inherit="NULL::boolean", set="NULL::boolean")
+
+
+def role_memberships(conn: psycopg.Connection, names: Sequence[str]) -> list[Membership]:
+    """Memberships between the named roles on this server."""
+    rows = conn.execute(_membership_query(conn), {"names": list(names)}).fetchall()  # type: ignore[arg-type]
+    return [Membership(*row) for row in rows]
+
+
+def role_settings(
+    conn: psycopg.Connection, names: Sequence[str]
+) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """name -> (settings for every database, settings for this database)."""
+    found: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    for name, everywhere, config in conn.execute(ROLE_SETTINGS, {"names": list(names)}):
+        general, local = found.get(name, ((), ()))
+        if everywhere:
+            general = tuple(sorted(config))
+        else:
+            local = tuple(sorted(config))
+        found[name] = (general, local)
+    return found
+
+
 def referenced_roles(conn: psycopg.Connection, ignored: Sequence[str]) -> list[RoleSpec]:
-    """Roles that own or are granted something in the migrated schemas, or name a policy."""
+    """Roles that own or are granted something in the migrated schemas, name a policy, or
+    are direct members of such a role; with their settings and memberships."""
     rows = conn.execute(REFERENCED_ROLES, {"ignored": list(ignored)}).fetchall()
-    return [RoleSpec(*row) for row in rows]
+    names = [row[0] for row in rows]
+    settings = role_settings(conn, names)
+    memberships = role_memberships(conn, names)
+    return [
+        RoleSpec(
+            *row,
+            config=settings.get(row[0], ((), ()))[0],
+            database_config=settings.get(row[0], ((), ()))[1],
+            memberships=tuple(m for m in memberships if row[0] in (m.role, m.member)),
+        )
+        for row in rows
+    ]
 
 
 def missing_roles(conn: psycopg.Connection, wanted: Sequence[RoleSpec]) -> list[RoleSpec]:
@@ -71,13 +183,71 @@ def missing_roles(conn: psycopg.Connection, wanted: Sequence[RoleSpec]) -> list[
     return [role for role in wanted if role.name not in present]
 
 
+def setting_statement(role: str, entry: str, database: str | None) -> sql.Composed:
+    """ALTER ROLE ... [IN DATABASE ...] SET name = value, from a pg_db_role_setting entry,
+    quoting list settings element by element as pg_dumpall does."""
+    name, _, value = entry.partition("=")
+    if name in LIST_SETTINGS:
+        items = [item.strip().strip('"') for item in value.split(",") if item.strip()]
+        rendered = sql.SQL(", ").join(sql.Literal(item) for item in items)
+    else:
+        rendered = sql.Literal(value)
+    scope = sql.SQL(" IN DATABASE {}").format(sql.Identifier(database)) if database else sql.SQL("")
+    return sql.SQL("ALTER ROLE {}{} SET {} TO {}").format(
+        sql.Identifier(role),
+        scope,
+        sql.SQL(".").join(sql.Identifier(part) for part in name.split(".")),
+        rendered,
+    )
+
+
+def grant_statement(membership: Membership, server_version: int) -> sql.Composed:
+    """GRANT role TO member with the source's options (INHERIT/SET need PostgreSQL 16)."""
+    options = []
+    if membership.admin:
+        options.append(sql.SQL("ADMIN TRUE" if server_version >= 160000 else "ADMIN OPTION"))
+    if server_version >= 160000:
+        for label, value in (("INHERIT", membership.inherit), ("SET", membership.set)):
+            if value is not None:
+                options.append(sql.SQL(f"{label} {'TRUE' if value else 'FALSE'}"))
+    grant = sql.SQL("GRANT {} TO {}").format(
+        sql.Identifier(membership.role), sql.Identifier(membership.member)
+    )
+    if not options:
+        return grant
+    return sql.SQL("{} WITH {}").format(grant, sql.SQL(", ").join(options))
+
+
+def _new_memberships(roles: Iterable[RoleSpec]) -> list[Membership]:
+    return sorted({m for role in roles for m in role.memberships}, key=lambda m: (m.role, m.member))
+
+
 def create_roles(conn: psycopg.Connection, roles: Sequence[RoleSpec]) -> list[str]:
-    """Create roles on the target; returns notes for the report (login roles need passwords)."""
+    """Create roles on the target with their settings and the source's memberships that
+    involve them; returns notes for the report (login roles need passwords)."""
     notes = []
+    database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
     for role in roles:
         conn.execute(role.create_statement())
+        for entry in role.config:
+            conn.execute(setting_statement(role.name, entry, None))
+        for entry in role.database_config:
+            conn.execute(setting_statement(role.name, entry, database))
         if role.superuser:
             notes.append(f"role {role.name} is a superuser on the source; created without it")
         if role.login:
             notes.append(f"login role {role.name} was created without a password: set one")
+        if role.config or role.database_config:
+            notes.append(
+                f"role {role.name}: settings copied from the source "
+                f"({', '.join(role.config + role.database_config)})"
+            )
+    present = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+    existing = {(m.role, m.member) for m in role_memberships(conn, sorted(present))}
+    for membership in _new_memberships(roles):
+        pair = (membership.role, membership.member)
+        if pair in existing or not {membership.role, membership.member} <= present:
+            continue
+        conn.execute(grant_statement(membership, conn.info.server_version))
+        notes.append(f"granted role {membership.role} to {membership.member}, as on the source")
     return notes

@@ -1,0 +1,118 @@
+"""Roles the schema references (owners, grantees, policy roles, and their direct members, as
+the migration carries them): each exists on the target with compatible attributes, the same
+per-role settings and the same memberships among them. A source superuser may be an ordinary
+role on the target (the migration never creates superusers); the reverse fails, since a
+superuser bypasses every policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgcutover.checks.base import CheckResult
+from pgcutover.checks.schema.common import Side, differences, explain, result
+from pgcutover.config import Settings
+from pgcutover.migrate.roles import Membership, referenced_roles, role_memberships, role_settings
+
+ATTRIBUTES = """
+SELECT rolname, rolcanlogin, rolinherit, rolbypassrls, rolcreatedb, rolcreaterole, rolsuper,
+       rolconnlimit
+FROM pg_roles WHERE rolname = ANY(%(names)s)
+"""
+
+
+def _membership(membership: Membership, options: bool) -> str:
+    flags = ["admin"] if membership.admin else []
+    if options:
+        flags += [
+            "inherit" if membership.inherit else "noinherit",
+            "set" if membership.set else "noset",
+        ]
+    return f"{membership.role} ({', '.join(flags)})" if flags else membership.role
+
+
+def _profile(
+    row: tuple[Any, ...],
+    settings: tuple[tuple[str, ...], tuple[str, ...]],
+    memberships: list[Membership],
+    options: bool,
+) -> dict[str, Any]:
+    name, login, inherit, bypassrls, createdb, createrole, superuser, limit = row
+    return {
+        "login": login,
+        "inherit": inherit,
+        "bypassrls": bypassrls,
+        "createdb": createdb,
+        "createrole": createrole,
+        "superuser": superuser,
+        "connection_limit": limit,
+        "settings": list(settings[0]),
+        "database_settings": list(settings[1]),
+        "member_of": sorted(_membership(m, options) for m in memberships if m.member == name),
+    }
+
+
+def compare(source: Side, target: Side, settings: Settings) -> list[CheckResult]:
+    """One result per carried role."""
+    wanted = referenced_roles(source.conn, settings.ignored_schemas)
+    names = [role.name for role in wanted]
+    options = source.version >= 160000 and target.version >= 160000
+    source_memberships = role_memberships(source.conn, names)
+    target_memberships = role_memberships(target.conn, names)
+    source_settings = role_settings(source.conn, names)
+    target_settings = role_settings(target.conn, names)
+    source_rows = {row[0]: row for row in source.rows(ATTRIBUTES, names=names)}
+    target_rows = {row[0]: row for row in target.rows(ATTRIBUTES, names=names)}
+    results = []
+    for name in names:
+        check_id = f"schema.role.{name}"
+        src = _profile(
+            source_rows[name], source_settings.get(name, ((), ())), source_memberships, options
+        )
+        if name not in target_rows:
+            results.append(
+                result(
+                    check_id,
+                    False,
+                    f"role {name} (referenced by the schema) does not exist on the target: "
+                    "grants and policies naming it could not be restored",
+                    source=src,
+                    remedy=f"CREATE ROLE {name} with the source's attributes (pgcutover's "
+                    "migration does this), then re-migrate the grants",
+                )
+            )
+            continue
+        dst = _profile(
+            target_rows[name], target_settings.get(name, ((), ())), target_memberships, options
+        )
+        diffs = differences(src, dst)
+        if src["superuser"] and not dst["superuser"]:
+            diffs.pop("superuser")
+        if diffs:
+            results.append(
+                result(
+                    check_id,
+                    False,
+                    f"role {name} differs: {explain(diffs)}",
+                    source=src,
+                    target=dst,
+                    remedy=f"ALTER ROLE {name} ... / GRANT ... TO {name} / ALTER ROLE {name} SET "
+                    "... until it matches the source (never make it a superuser)",
+                    details={"differences": diffs},
+                )
+            )
+            continue
+        note = (
+            " (a superuser on the source only: the migration never creates superusers)"
+            if src["superuser"] and not dst["superuser"]
+            else ""
+        )
+        results.append(
+            result(
+                check_id,
+                True,
+                f"role {name} exists with the source's attributes, settings and memberships{note}",
+                source=src,
+                target=dst,
+            )
+        )
+    return results
