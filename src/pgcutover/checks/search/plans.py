@@ -13,7 +13,7 @@ from psycopg import sql
 
 from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
 from pgcutover.checks.search import shapes
-from pgcutover.checks.search.shapes import AREA, Lookup, SearchConfig, Shape
+from pgcutover.checks.search.shapes import AREA, Lookup, Shape
 from pgcutover.config import Settings
 from pgcutover.db import connection
 
@@ -199,15 +199,11 @@ def _lookup_plan(pair: Pair, lookup: Lookup) -> list[CheckResult]:
     ]
 
 
-def _run(pair: Pair, settings: Settings, config: SearchConfig) -> list[CheckResult]:
-    with connection(pair.source, role="source") as conn:
-        found, results = shapes.discover(conn, config, settings)
-    for shape in found:
-        check_id = f"search.plan.{shape.name}"
-        results.extend(
-            guarded(check_id, AREA, lambda s=shape: _shape_plan(pair, settings, s), pair)
-        )
-    for lookup in config.lookups:
+def _run(pair: Pair, settings: Settings) -> list[CheckResult]:
+    results = shapes.each_shape(
+        pair, settings, "search.plan", lambda c, s: _shape_plan(pair, settings, s)
+    )
+    for lookup in shapes.load(settings).lookups:
         check_id = f"search.plan.{lookup.name}"
         results.extend(guarded(check_id, AREA, lambda lk=lookup: _lookup_plan(pair, lk), pair))
     return results
@@ -215,4 +211,4 @@ def _run(pair: Pair, settings: Settings, config: SearchConfig) -> list[CheckResu
 
 def check(pair: Pair, settings: Settings) -> list[CheckResult]:
     """search.plan.<shape> for every query shape, search.plan.<lookup> for every lookup."""
-    return guarded("search.plan", AREA, lambda: _run(pair, settings, shapes.load(settings)), pair)
+    return guarded("search.plan", AREA, lambda: _run(pair, settings), pair)

@@ -214,8 +214,8 @@ def _check_shape(
     settings: Settings,
     config: SearchConfig,
     shape: Shape,
-    golden: tuple[np.ndarray, str],
 ) -> list[CheckResult]:
+    golden = queryset.embed_golden(settings, config.recall)
     with (
         connection(pair.source, role="source") as source,
         connection(pair.target, role="target") as target,
@@ -242,23 +242,13 @@ def _check_shape(
     return _judge(shape, workload, config, Observed(knob, values, own, curves, effective))
 
 
-def _run(pair: Pair, settings: Settings) -> list[CheckResult]:
-    config = shapes.load(settings)
-    with connection(pair.source, role="source") as conn:
-        found, results = shapes.discover(conn, config, settings)
-    golden = queryset.embed_golden(settings, config.recall)
-    for shape in found:
-        results.extend(
-            guarded(
-                f"search.recall.{shape.name}",
-                AREA,
-                lambda shape=shape: _check_shape(pair, settings, config, shape, golden),
-                pair,
-            )
-        )
-    return results
-
-
 def check(pair: Pair, settings: Settings) -> list[CheckResult]:
     """search.recall.<shape> and search.rows.<shape> for every query shape."""
-    return guarded("search.recall", AREA, lambda: _run(pair, settings), pair)
+    return guarded(
+        "search.recall",
+        AREA,
+        lambda: shapes.each_shape(
+            pair, settings, "search.recall", lambda c, s: _check_shape(pair, settings, c, s)
+        ),
+        pair,
+    )

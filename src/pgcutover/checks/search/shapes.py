@@ -3,7 +3,7 @@ fixtures/search.toml, overridable in targets.toml), and the ANN indexes found in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,9 +12,10 @@ import psycopg
 from psycopg import sql
 
 from pgcutover.catalog import VectorColumn, vector_columns
-from pgcutover.checks.base import CheckResult, outcome
+from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
 from pgcutover.checks.vector_indexes import VECTOR_METHODS
 from pgcutover.config import FIXTURES_DIR, Settings
+from pgcutover.db import connection
 from pgcutover.errors import ConfigError
 
 AREA = "search"
@@ -335,3 +336,24 @@ def _unusable(column: VectorColumn | None, qualified: str) -> str | None:
     if column.type_name != "vector":
         return f"{qualified} is {column.type_name}; the search checks measure `vector` columns"
     return None
+
+
+def each_shape(
+    pair: Pair,
+    settings: Settings,
+    prefix: str,
+    run: Callable[[SearchConfig, Shape], list[CheckResult]],
+    wanted: Callable[[Shape], bool] = lambda shape: True,
+) -> list[CheckResult]:
+    """Run a per-shape check for every wanted shape, each guarded as `<prefix>.<shape>`."""
+    config = load(settings)
+    with connection(pair.source, role="source") as conn:
+        found, results = discover(conn, config, settings)
+    chosen = [shape for shape in found if wanted(shape)]
+    if not chosen and not results:
+        return [CheckResult(prefix, AREA, "skip", "no query shape of this kind to check")]
+    for shape in chosen:
+        results.extend(
+            guarded(f"{prefix}.{shape.name}", AREA, lambda s=shape: run(config, s), pair)
+        )
+    return results

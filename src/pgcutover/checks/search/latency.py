@@ -1,0 +1,97 @@
+"""p50/p95 latency of every query shape on both sides, with the same query set, at each
+database's own settings. Queries alternate between the sides so background load on a shared
+machine hits both alike; the target fails when its p95 exceeds ratio x the source's + slack."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
+from pgcutover.checks.search import queryset, shapes
+from pgcutover.checks.search.queryset import Runner, Workload
+from pgcutover.checks.search.shapes import AREA, SearchConfig, Shape
+from pgcutover.config import Settings
+from pgcutover.db import connection
+
+
+def _timings(pair: Pair, workload: Workload, repeats: int) -> dict[str, np.ndarray]:
+    """Seconds per query per side: one untimed warm-up pass, then `repeats` passes, each
+    query run on both sides back to back (the first side alternates between passes)."""
+    seconds: dict[str, list[float]] = {"source": [], "target": []}
+    queries = workload.queries
+    with (
+        connection(pair.source, role="source") as source,
+        connection(pair.target, role="target") as target,
+    ):
+        runners = {
+            "source": Runner(source, workload.shape),
+            "target": Runner(target, workload.shape),
+        }
+        for runner in runners.values():
+            runner.all(queries)
+        for repeat in range(repeats):
+            order = ("source", "target") if repeat % 2 == 0 else ("target", "source")
+            for vector, value in zip(queries.vectors, queries.filters, strict=True):
+                for side in order:
+                    seconds[side].append(runners[side].one(vector, value)[1])
+    return {side: np.array(values) for side, values in seconds.items()}
+
+
+def _check_shape(
+    pair: Pair, settings: Settings, config: SearchConfig, shape: Shape
+) -> list[CheckResult]:
+    golden = queryset.embed_golden(settings, config.recall)
+    with (
+        connection(pair.source, role="source") as source,
+        connection(pair.target, role="target") as target,
+    ):
+        workload = queryset.workload(source, target, shape, golden, config.recall)
+    timings = _timings(pair, workload, config.latency.repeats)
+    p50 = {side: float(np.percentile(t, 50)) * 1000 for side, t in timings.items()}
+    p95 = {side: float(np.percentile(t, 95)) * 1000 for side, t in timings.items()}
+    ratio, slack = config.latency.ratio, config.latency.slack_ms
+    allowed = p95["source"] * ratio + slack
+    return [
+        outcome(
+            f"search.latency.{shape.name}",
+            AREA,
+            p95["target"] <= allowed,
+            f"{shape.name}: p50 {p50['target']:.2f} ms / p95 {p95['target']:.2f} ms on the "
+            f"target, p50 {p50['source']:.2f} ms / p95 {p95['source']:.2f} ms on the source "
+            f"({len(timings['target'])} queries per side, round trip included)",
+            expected=f"p95 <= {ratio} x {p95['source']:.2f} + {slack} ms",
+            actual=round(p95["target"], 3),
+            threshold={"ratio": ratio, "slack_ms": slack},
+            details={
+                "p50_ms": {side: round(value, 3) for side, value in p50.items()},
+                "p95_ms": {side: round(value, 3) for side, value in p95.items()},
+                "queries_per_side": len(timings["target"]),
+                "bars": {
+                    "title": f"latency of {shape.name} (ms)",
+                    "y_label": "ms",
+                    "labels": ["p50", "p95"],
+                    "groups": {
+                        side: [round(p50[side], 3), round(p95[side], 3)]
+                        for side in ("source", "target")
+                    },
+                },
+            },
+            remedy=(
+                "the target answers this shape more slowly: check the plan (search.plan "
+                "checks), that the vector index fits in memory (shared_buffers, "
+                "effective_cache_size), hnsw.ef_search, and that ANALYZE ran after the restore"
+            ),
+        )
+    ]
+
+
+def check(pair: Pair, settings: Settings) -> list[CheckResult]:
+    """search.latency.<shape> for every query shape."""
+    return guarded(
+        "search.latency",
+        AREA,
+        lambda: shapes.each_shape(
+            pair, settings, "search.latency", lambda c, s: _check_shape(pair, settings, c, s)
+        ),
+        pair,
+    )
