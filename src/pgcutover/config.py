@@ -109,6 +109,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("signoff_by", str, "", "who may approve the cutover: named on the sign-off"),
     Option("exclude_schemas", _csv, (), "comma-separated schemas left out of every check"),
     Option("cache_dir", str, "", "embedding cache folder (default ~/.cache/pgcutover)"),
+    Option(
+        "content_mode",
+        str,
+        None,
+        "content checksums: stream (rows to this machine, fastest nearby) or bisect "
+        "(range checksums computed by each server, for a slow link); default from "
+        "fixtures/content.toml",
+        choices=("stream", "bisect"),
+    ),
 )
 
 
@@ -143,6 +152,7 @@ class Settings:
     vector_dimensions: int
     embedding_model: str
     targets_file: Path
+    content_mode: str | None = None
 
     @property
     def rehearsal(self) -> bool:
@@ -420,4 +430,5 @@ def build_settings(
         or DEFAULT_DIMENSIONS,
         embedding_model=(configured.embedding_model if configured else None) or DEFAULT_MODEL,
         targets_file=targets_file,
+        content_mode=values["content_mode"],
     )

@@ -1,0 +1,52 @@
+"""The content check's settings: fixtures/content.toml, targets.toml overrides, --content-mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pgcutover.config import Settings
+from pgcutover.errors import ConfigError
+
+MODES = ("stream", "bisect")
+
+
+@dataclass(frozen=True)
+class ContentOptions:
+    """How content is compared; see fixtures/content.toml for what each value means."""
+
+    mode: str
+    segments: int
+    connections: int
+    max_keys_reported: int
+    bisect_factor: int
+    bisect_rows: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ContentOptions:
+        """The [content] section, with --content-mode winning over its `mode`."""
+        section = settings.section("content")
+        mode = settings.content_mode or section.get("mode", "stream")
+        if mode not in MODES:
+            raise ConfigError(
+                f"[content] mode = {mode!r} is not one of {', '.join(MODES)}",
+                "set mode to stream (servers near this machine) or bisect (a slow link)",
+            )
+        return cls(
+            mode=mode,
+            segments=_at_least(section, "segments", 64, 1),
+            connections=_at_least(section, "connections", 2, 1),
+            max_keys_reported=_at_least(section, "max_keys_reported", 20, 0),
+            bisect_factor=_at_least(section, "bisect_factor", 16, 2),
+            bisect_rows=_at_least(section, "bisect_rows", 2000, 1),
+        )
+
+
+def _at_least(section: dict[str, Any], name: str, default: int, minimum: int) -> int:
+    value = section.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(
+            f"[content] {name} = {value!r} must be an integer of at least {minimum}",
+            f"fix {name} in targets.toml [content] (the default is {default})",
+        )
+    return value
