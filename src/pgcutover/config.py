@@ -41,6 +41,11 @@ class Option:
     def ini(self) -> str:
         return "pgcutover_" + self.name
 
+    @property
+    def is_switch(self) -> bool:
+        """A flag given without a value on the command line (`--reindex`)."""
+        return self.kind is switch
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -51,6 +56,14 @@ def _positive_int(text: str) -> int:
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in str(text).split(",") if part.strip())
+
+
+def switch(text: str) -> bool:
+    """An on/off setting's ini value: true/yes/on/1 or false/no/off/0."""
+    value = str(text).strip().lower()
+    if value not in {"true", "yes", "on", "1", "false", "no", "off", "0"}:
+        raise ValueError(f"{text!r} is not true or false")
+    return value in {"true", "yes", "on", "1"}
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -110,6 +123,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("exclude_schemas", _csv, (), "comma-separated schemas left out of every check"),
     Option("cache_dir", str, "", "embedding cache folder (default ~/.cache/pgcutover)"),
     Option(
+        "reindex",
+        switch,
+        False,
+        "re-embed every chunk on the target with the configured model and rewrite its vectors "
+        "before the search checks (the guide's step 4; a target pgcutover did not create also "
+        "needs --allow-destructive)",
+    ),
+    Option(
         "content_mode",
         str,
         None,
@@ -153,6 +174,7 @@ class Settings:
     embedding_model: str
     targets_file: Path
     content_mode: str | None = None
+    reindex: bool = False
 
     @property
     def rehearsal(self) -> bool:
@@ -405,6 +427,12 @@ def build_settings(
             "add --allow-destructive if that is intended, or drop --migrate to verify "
             "an already-migrated target",
         )
+    if values["reindex"] and not target_ephemeral and not allow_destructive:
+        raise ConfigError(
+            f"--reindex would rewrite the vectors of {target.name!r}, which pgcutover did not "  # type: ignore[union-attr]
+            "create",
+            "add --allow-destructive if that is intended",
+        )
     configured = target or source
     cache_dir = (
         Path(values["cache_dir"])
@@ -431,4 +459,5 @@ def build_settings(
         embedding_model=(configured.embedding_model if configured else None) or DEFAULT_MODEL,
         targets_file=targets_file,
         content_mode=values["content_mode"],
+        reindex=values["reindex"],
     )

@@ -43,13 +43,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     """Every setting as a CLI option and an ini key, from the one table in config.py."""
     group = parser.getgroup("pgcutover", "pgcutover migration rehearsal")
     for option in OPTIONS:
+        value: dict[str, Any] = (
+            {"action": "store_true"}
+            if option.is_switch
+            else {"type": option.kind, "choices": option.choices}
+        )
         group.addoption(
             option.flag,
             dest=f"pgcutover_{option.name}",
             default=None,
-            type=option.kind,
-            choices=option.choices,
             help=f"{option.help} [ini: {option.ini}; default: {option.default!r}]",
+            **value,
         )
         parser.addini(option.ini, help=option.help, default=None)
     group.addoption(

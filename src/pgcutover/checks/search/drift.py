@@ -244,24 +244,14 @@ def _rewrite(
     return len(rows)
 
 
-def reindex(pair: Pair, settings: Settings) -> list[CheckResult]:
-    """The guide's step 4 on the target: re-embed every chunk with the configured model and
-    rewrite the stored vectors. Refuses a target pgcutover did not create unless
-    --allow-destructive; never touches the source."""
-    target = pair.target
-    if not (target.ephemeral or settings.allow_destructive):
-        raise ConfigError(
-            f"--reindex would rewrite the vectors of {target.label}, which pgcutover did not "
-            "create",
-            "add --allow-destructive if that is intended",
-        )
+def _reindex(pair: Pair, settings: Settings) -> list[CheckResult]:
     model = settings.embedding_model
     config = shapes.load(settings)
     results = []
     embedder = Embedder(model, settings.cache_dir)
     try:
         for shape in _columns(pair.source, settings):
-            with connection(target, role="target") as conn:
+            with connection(pair.target, role="target") as conn:
                 declared = next(
                     (
                         c.dimensions
@@ -291,3 +281,17 @@ def reindex(pair: Pair, settings: Settings) -> list[CheckResult]:
     finally:
         embedder.close()
     return results
+
+
+def reindex(pair: Pair, settings: Settings) -> list[CheckResult]:
+    """The guide's step 4 on the target (`--reindex`): re-embed every chunk with the
+    configured model and rewrite the stored vectors, one search.reindex.<column> result each.
+    Raises ConfigError for a target pgcutover did not create unless --allow-destructive;
+    never touches the source."""
+    if not (pair.target.ephemeral or settings.allow_destructive):
+        raise ConfigError(
+            f"--reindex would rewrite the vectors of {pair.target.label}, which pgcutover did "
+            "not create",
+            "add --allow-destructive if that is intended",
+        )
+    return guarded("search.reindex", AREA, lambda: _reindex(pair, settings), pair)

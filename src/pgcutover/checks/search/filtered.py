@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from pgcutover.catalog import extension_version
-from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
+from pgcutover.checks.base import CheckResult, Pair, outcome
 from pgcutover.checks.search import plans, queryset, shapes
 from pgcutover.checks.search.queryset import Runner, Workload
 from pgcutover.checks.search.recall import SIDES, measure
@@ -192,15 +192,10 @@ def _check_shape(
 
 def check(pair: Pair, settings: Settings) -> list[CheckResult]:
     """search.filtered.<shape> for every filtered query shape."""
-    return guarded(
-        "search.filtered",
-        AREA,
-        lambda: shapes.each_shape(
-            pair,
-            settings,
-            "search.filtered",
-            lambda c, s: _check_shape(pair, settings, c, s),
-            wanted=lambda shape: shape.filter_column is not None,
-        ),
+    return shapes.per_shape(
         pair,
+        settings,
+        "search.filtered",
+        _check_shape,
+        wanted=lambda shape: shape.filter_column is not None,
     )

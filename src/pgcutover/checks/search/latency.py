@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
+from pgcutover.checks.base import CheckResult, Pair, outcome
 from pgcutover.checks.search import queryset, shapes
 from pgcutover.checks.search.queryset import Runner, Workload
 from pgcutover.checks.search.shapes import AREA, SearchConfig, Shape
@@ -87,11 +87,4 @@ def _check_shape(
 
 def check(pair: Pair, settings: Settings) -> list[CheckResult]:
     """search.latency.<shape> for every query shape."""
-    return guarded(
-        "search.latency",
-        AREA,
-        lambda: shapes.each_shape(
-            pair, settings, "search.latency", lambda c, s: _check_shape(pair, settings, c, s)
-        ),
-        pair,
-    )
+    return shapes.per_shape(pair, settings, "search.latency", _check_shape)

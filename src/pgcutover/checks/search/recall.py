@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
+from pgcutover.checks.base import CheckResult, Pair, outcome
 from pgcutover.checks.search import groundtruth, queryset, shapes
 from pgcutover.checks.search.queryset import GOLDEN, PERTURBED, Runner, Workload
 from pgcutover.checks.search.shapes import AREA, SWEEP_SETTINGS, SearchConfig, Shape
@@ -244,11 +244,4 @@ def _check_shape(
 
 def check(pair: Pair, settings: Settings) -> list[CheckResult]:
     """search.recall.<shape> and search.rows.<shape> for every query shape."""
-    return guarded(
-        "search.recall",
-        AREA,
-        lambda: shapes.each_shape(
-            pair, settings, "search.recall", lambda c, s: _check_shape(pair, settings, c, s)
-        ),
-        pair,
-    )
+    return shapes.per_shape(pair, settings, "search.recall", _check_shape)

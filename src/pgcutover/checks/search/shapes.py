@@ -338,22 +338,32 @@ def _unusable(column: VectorColumn | None, qualified: str) -> str | None:
     return None
 
 
-def each_shape(
+def per_shape(
     pair: Pair,
     settings: Settings,
     prefix: str,
-    run: Callable[[SearchConfig, Shape], list[CheckResult]],
+    run: Callable[[Pair, Settings, SearchConfig, Shape], list[CheckResult]],
     wanted: Callable[[Shape], bool] = lambda shape: True,
 ) -> list[CheckResult]:
-    """Run a per-shape check for every wanted shape, each guarded as `<prefix>.<shape>`."""
-    config = load(settings)
-    with connection(pair.source, role="source") as conn:
-        found, results = discover(conn, config, settings)
-    chosen = [shape for shape in found if wanted(shape)]
-    if not chosen and not results:
-        return [CheckResult(prefix, AREA, "skip", "no query shape of this kind to check")]
-    for shape in chosen:
-        results.extend(
-            guarded(f"{prefix}.{shape.name}", AREA, lambda s=shape: run(config, s), pair)
-        )
-    return results
+    """A check over every wanted shape: each shape guarded as `<prefix>.<shape>`, the whole
+    guarded as `<prefix>` (a crash is `unknown`, never a pass)."""
+
+    def each() -> list[CheckResult]:
+        config = load(settings)
+        with connection(pair.source, role="source") as conn:
+            found, results = discover(conn, config, settings)
+        chosen = [shape for shape in found if wanted(shape)]
+        if not chosen and not results:
+            return [CheckResult(prefix, AREA, "skip", "no query shape of this kind to check")]
+        for shape in chosen:
+            results.extend(
+                guarded(
+                    f"{prefix}.{shape.name}",
+                    AREA,
+                    lambda s=shape: run(pair, settings, config, s),
+                    pair,
+                )
+            )
+        return results
+
+    return guarded(prefix, AREA, each, pair)
