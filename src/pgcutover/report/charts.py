@@ -174,7 +174,10 @@ def line_chart(spec: Mapping[str, Any]) -> str:
         str(spec.get("title", "")), 300, str(spec.get("x_label", "")), str(spec.get("y_label", ""))
     )
     low, high = min(present), max(present)
-    if low >= 0 and low < 0.5 * high:
+    if low == high:
+        pad = abs(low) * 0.1 or 1.0
+        low, high = low - pad, high + pad
+    elif low >= 0 and low < 0.5 * high:
         low = 0.0
     to_y = frame.y_axis(low, high)
     numeric = all(_is_number(x) for x in xs)
