@@ -107,9 +107,10 @@ class PostgresUser(User):
             self._request("connect", self._connect)
             if self.conn is None:
                 return None
-        with _setup_lock:
-            if "workload" not in _process and not self._request("parameters", self._sample):
-                return None
+        if "workload" not in _process:
+            with _setup_lock:
+                if "workload" not in _process and not self._request("parameters", self._sample):
+                    return None
         return _process["workload"]  # type: ignore[no-any-return]
 
     def _connect(self) -> int:

@@ -3,6 +3,7 @@ from stored data. Plain psycopg, no locust: the locust user and the benchmark sh
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,12 +21,12 @@ class Workload:
     randomly chosen row of its sampled parameters and its constants."""
 
     shapes: tuple[Shape, ...]
-    weights: tuple[float, ...]
+    cumulative_weights: tuple[float, ...]
     parameters: tuple[tuple[Mapping[str, Any], ...], ...]
 
     def pick(self, rng: random.Random) -> tuple[Shape, dict[str, Any]]:
         """The next request: a shape by weight and the values for its placeholders."""
-        index = rng.choices(range(len(self.shapes)), self.weights)[0]
+        index = rng.choices(range(len(self.shapes)), cum_weights=self.cumulative_weights)[0]
         shape = self.shapes[index]
         return shape, {**rng.choice(self.parameters[index]), **shape.constants}
 
@@ -61,7 +62,7 @@ def build_workload(config: LoadConfig, conn: psycopg.Connection, *, writes: bool
             )
     return Workload(
         shapes=tuple(mix),
-        weights=tuple(mix.values()),
+        cumulative_weights=tuple(itertools.accumulate(mix.values())),
         parameters=tuple(tuple(samples[config.parameters_for(shape)]) for shape in mix),
     )
 
