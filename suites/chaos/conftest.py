@@ -9,12 +9,14 @@ is needed, so a user's own `-m` is never overridden.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pgcutover.checks.base import SKIP, CheckResult
+from pgcutover.checks.base import SKIP, UNKNOWN, CheckResult
 from pgcutover.faults.nemesis import FaultUnavailable
 from pgcutover.faults.scenario import AREA, Lab, Scenario, open_lab, run
 from pgcutover.plugin import SESSION_PLUGIN
@@ -39,15 +41,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def chaos_lab(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Lab]:
-    """The scenarios' own PG16 source (seeded small) and PG18 target, started once."""
+def chaos_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The scenarios' own PG16 source (seeded small) and PG18 target, started once, in a
+    private temporary folder removed at the end."""
     settings = request.config.pluginmanager.get_plugin(SESSION_PLUGIN).settings
-    base = tmp_path_factory.mktemp("chaos")
+    base = Path(tempfile.mkdtemp(prefix="pgcutover-chaos-"))
     base.chmod(0o711)
-    with open_lab(base, settings) as lab:
-        yield lab
+    try:
+        with open_lab(base / "servers", settings) as lab:
+            yield lab
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -57,20 +61,17 @@ def scenario_runner(request: pytest.FixtureRequest, chaos_lab: Lab):
     session = request.config.pluginmanager.get_plugin(SESSION_PLUGIN)
 
     def run_and_record(scenario: Scenario) -> None:
+        check_id = f"chaos.{scenario.name}"
         try:
             outcome = run(chaos_lab, scenario)
         except FaultUnavailable as reason:
-            session.record(
-                [
-                    CheckResult(
-                        id=f"chaos.{scenario.name}",
-                        area=AREA,
-                        status=SKIP,
-                        message=f"{scenario.summary}: not injectable here ({reason})",
-                    )
-                ]
-            )
+            message = f"{scenario.summary}: not injectable here ({reason})"
+            session.record([CheckResult(id=check_id, area=AREA, status=SKIP, message=message)])
             pytest.skip(f"{scenario.name}: {reason}")
+        except Exception as error:  # the scenario itself broke: a blocking row, not silence
+            message = f"{scenario.summary}: the scenario could not run: {error}"
+            session.record([CheckResult(id=check_id, area=AREA, status=UNKNOWN, message=message)])
+            raise
         result = outcome.to_check()
         session.record([result])
         if not outcome.holds:
