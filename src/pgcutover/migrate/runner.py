@@ -120,22 +120,28 @@ class _Timer:
         self.result.phases.append(Phase(name, round(time.monotonic() - started, 3), True))
 
 
+def _clash(
+    src: psycopg.Connection, dst: psycopg.Connection, ignored: tuple[str, ...]
+) -> list[tuple[str, str]]:
+    return sorted(set(user_tables(src, ignored)) & set(user_tables(dst, ignored)))
+
+
 def clashing_tables(
-    source: Endpoint, target: Endpoint, ignored: tuple[str, ...]
+    source: Endpoint, target: Endpoint, ignored: tuple[str, ...], timeout: float = 600.0
 ) -> list[tuple[str, str]]:
     """The source's tables that already exist on the target."""
-    with connection(source, role="source") as src:
-        tables = set(user_tables(src, ignored))
-    with connection(target, role="target") as dst:
-        return sorted(tables & set(user_tables(dst, ignored)))
+    with (
+        bounded(source, "source", "preflight", timeout) as src,
+        bounded(target, "target", "preflight", timeout) as dst,
+    ):
+        return _clash(src, dst, ignored)
 
 
-def _check_dimensions(source: Endpoint, ignored: tuple[str, ...], dimensions: int) -> None:
+def _check_dimensions(src: psycopg.Connection, ignored: tuple[str, ...], dimensions: int) -> None:
     """Refuse when the target app's VECTOR_DB_DIMENSIONS disagrees with the source's
     vector columns: the app would fail on the first insert or query (the guide's
     "Vector dimensions mismatch")."""
-    with connection(source, role="source") as src:
-        columns = vector_columns(src, ignored)
+    columns = vector_columns(src, ignored)
     wrong = [c for c in columns if c.dimensions is not None and c.dimensions != dimensions]
     if wrong:
         listed = ", ".join(f"{c.qualified} is {c.type_name}({c.dimensions})" for c in wrong[:5])
@@ -154,15 +160,18 @@ def preflight(
     *,
     dimensions: int | None = None,
     clean: bool = False,
+    timeout: float = 600.0,
 ) -> list[str]:
     """Refuse a target that cannot take the dump, before anything is written.
 
     `dimensions` is the target app's VECTOR_DB_DIMENSIONS; `clean` accepts a target that
     already holds the tables (they are dropped first). Returns the schemas to migrate.
     """
-    with connection(source, role="source") as src:
+    with (
+        bounded(source, "source", "preflight", timeout) as src,
+        bounded(target, "target", "preflight", timeout) as dst,
+    ):
         schemas = user_schemas(src, ignored)
-    with connection(target, role="target") as dst:
         if available_extension(dst, "vector") is None:
             raise MigrationError(
                 f"pgvector extension not available on {target.label} "
@@ -170,9 +179,9 @@ def preflight(
                 "install pgvector on the target server; on managed PostgreSQL pick a version "
                 "or plan that offers it, self-hosted: install it from a package or source",
             )
-    if dimensions is not None:
-        _check_dimensions(source, ignored, dimensions)
-    clash = clashing_tables(source, target, ignored)
+        if dimensions is not None:
+            _check_dimensions(src, ignored, dimensions)
+        clash = _clash(src, dst, ignored)
     if clash and not clean:
         names = ", ".join(f"{s}.{t}" for s, t in clash[:5])
         raise MigrationError(
@@ -253,8 +262,9 @@ def migrate(
                 settings.ignored_schemas,
                 dimensions=settings.vector_dimensions,
                 clean=settings.allow_destructive,
+                timeout=timeout,
             )
-            clash = clashing_tables(source, target, settings.ignored_schemas)
+            clash = clashing_tables(source, target, settings.ignored_schemas, timeout)
         if clash:
             with timer.phase("clean"), bounded(target, "target", "clean", timeout) as dst:
                 _drop_tables(dst, clash)
