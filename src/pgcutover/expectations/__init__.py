@@ -8,6 +8,7 @@ migration changed the data) or was already there.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,7 +91,10 @@ def _judge(
 
 def _check(pair: Pair, settings: Settings, docs_dir: Path | None) -> list[CheckResult]:
     # great-expectations takes seconds to import: only runs that check expectations pay.
-    from pgcutover.expectations import runner
+    with warnings.catch_warnings():
+        # it imports the deprecated sre_constants and sre_parse modules
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from pgcutover.expectations import runner
 
     expectations = load_suites(suite_files(settings), settings)
     found = runner.run({"source": pair.source, "target": pair.target}, expectations, docs_dir)
