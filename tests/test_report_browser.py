@@ -51,6 +51,8 @@ addEventListener('load', () => {
     svg.setAttribute('data-rendered', `${Math.round(box.width)}x${Math.round(box.height)}`);
     svg.setAttribute('data-marks', marks.length);
   }
+  const page = document.documentElement;
+  document.body.setAttribute('data-overflow', page.scrollWidth - page.clientWidth);
   document.body.setAttribute('data-probed', 'yes');
 });
 </script>"""
@@ -75,6 +77,7 @@ def rendered_dom(html: Path, tmp_path: Path) -> str:
     probe.write_text(html.read_text().replace("</body>", PROBE + "</body>"))
     dom = chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
     assert 'data-probed="yes"' in dom, "the probe did not run: the page did not finish loading"
+    assert 'data-overflow="0"' in dom, "the page is wider than the window"
     return dom
 
 

@@ -22,7 +22,7 @@ h3{margin:1.4rem 0 .3rem} .verdict{display:inline-block;padding:.3rem 1.1rem;bor
  font-weight:700;font-size:1.8rem;color:#fff} .GO{background:#1a7f37} .NO-GO{background:#cf222e}
 .lead{font-size:1.05rem;margin:.6rem 0} table{border-collapse:collapse;width:100%;margin:.5rem 0}
 td,th{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;vertical-align:top}
-th{white-space:nowrap} td code{overflow-wrap:anywhere}
+th{white-space:nowrap} td{overflow-wrap:anywhere}
 th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .status{font-weight:700;text-transform:uppercase;font-size:.8rem;white-space:nowrap}
 .pass{color:#1a7f37}.fail{color:#cf222e}.unknown{color:#9a6700}.skip{color:#57606a}
