@@ -13,7 +13,7 @@ from pgvector.psycopg import register_vector
 
 from helpers import by_id, execute, failed_ids, make_settings
 from pgcutover.checks.base import Pair
-from pgcutover.checks.search import drift, filtered, latency, plans, recall, smoke
+from pgcutover.checks.search import drift, filtered, latency, plans, recall, shapes, smoke
 from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connect
 from pgcutover.errors import ConfigError
@@ -199,3 +199,51 @@ def test_smoke_fails_when_a_password_hash_was_altered(pair, settings):
         (bcrypt.hashpw(b"another password", bcrypt.gensalt(4)).decode(),),
     )
     assert failed_ids(smoke.check(pair, settings)) == {"search.smoke.auth"}
+
+
+def test_search_settings_are_data_overridable_in_targets_toml(tmp_path):
+    (tmp_path / "targets.toml").write_text("[search.recall]\ntolerance = 0.2\n")
+    config = shapes.load(make_settings(tmp_path))
+    assert config.recall.tolerance == 0.2
+    assert config.recall.ef_search == (10, 20, 40, 80, 160)
+    assert [shape.name for shape in config.shapes] == ["unfiltered", "filtered"]
+    (tmp_path / "targets.toml").write_text(
+        '[[search.shapes]]\nname = "bad"\ntable = "t"\ncolumn = "c"\noperator = "<>"\nk = 5\n'
+    )
+    with pytest.raises(ConfigError, match="not a pgvector distance operator"):
+        shapes.load(make_settings(tmp_path))
+
+
+def test_unconfigured_vector_tables_are_discovered_from_the_catalog(target_copy, settings):
+    """A second collection (`notes_vectors`) no shape names gets an unfiltered shape with the
+    operator of its index; the checks then cover it (the copy plays both sides here)."""
+    execute(
+        target_copy,
+        "CREATE TABLE notes_vectors AS SELECT id, content, embedding FROM vector_embeddings"
+        " ORDER BY id LIMIT 300",
+    )
+    execute(
+        target_copy,
+        "CREATE INDEX ON notes_vectors USING hnsw (embedding vector_l2_ops)",
+    )
+    with connect(target_copy, role="source") as conn:
+        found, problems = shapes.discover(conn, shapes.load(settings), settings)
+    discovered = {shape.name: shape for shape in found if shape.discovered}
+    assert problems == []
+    assert discovered["public.notes_vectors.embedding"].operator == "<->"
+    results = by_id(plans.check(Pair(target_copy, target_copy), settings))
+    assert results["search.plan.public.notes_vectors.embedding"].status == "pass"
+
+
+def test_ivfflat_index_is_swept_over_probes(target_copy, settings):
+    execute(target_copy, "DROP INDEX idx_embedding_hnsw")
+    execute(
+        target_copy,
+        "CREATE INDEX idx_embedding_ivfflat ON vector_embeddings"
+        " USING ivfflat (embedding vector_cosine_ops) WITH (lists = 20)",
+    )
+    same = Pair(target_copy, target_copy)
+    result = by_id(recall.check(same, settings))["search.recall.unfiltered"]
+    assert result.details["series"]["x_label"] == "ivfflat.probes"
+    assert result.details["series"]["x"] == [1, 2, 4, 8, 16]
+    assert result.status == "pass"

@@ -22,8 +22,12 @@ from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connection
 
 AS_CONFIGURED = "as configured"
-ITERATIVE_MODES = ("off", "relaxed_order", "strict_order")
-ITERATIVE_SETTING = "hnsw.iterative_scan"
+#: pgvector >= 0.8: the setting that keeps an index scan going, and its modes, per method.
+ITERATIVE = {
+    "hnsw": ("hnsw.iterative_scan", ("off", "relaxed_order", "strict_order")),
+    "ivfflat": ("ivfflat.iterative_scan", ("off", "relaxed_order")),
+}
+ALL_MODES = ("off", "relaxed_order", "strict_order")
 #: Recall this close counts as a tie, and the faster relaxed_order wins it.
 RECALL_TIE = 0.01
 
@@ -66,6 +70,8 @@ def _side(
         report: dict[str, Any] = {"pgvector": version, "index": index.name if index else None}
         if index is None:
             return report
+        setting, iterative_modes = ITERATIVE[index.method]
+        report["setting"] = setting
         conn.execute("SET enable_seqscan = off")
         runner = Runner(conn, shape, cast)
         first = workload.queries
@@ -75,15 +81,15 @@ def _side(
         if not any(index.name in line for line in path):
             report["index"] = None
             return report
-        report["configured"] = queryset.setting(conn, ITERATIVE_SETTING)
+        report["configured"] = queryset.setting(conn, setting)
         modes = {AS_CONFIGURED: _mode(runner, workload, side, epsilon)}
         if _supports_iterative(version):
-            for mode in ITERATIVE_MODES:
-                conn.execute(f"SET {ITERATIVE_SETTING} = {mode}")
+            for mode in iterative_modes:
+                conn.execute(f"SET {setting} = {mode}")
                 modes[mode] = _mode(runner, workload, side, epsilon)
         else:
             try:
-                conn.execute(f"SET {ITERATIVE_SETTING} = relaxed_order")
+                conn.execute(f"SET {setting} = relaxed_order")
             except psycopg.Error as error:
                 report["iterative_scan_error"] = str(error).strip().splitlines()[0]
         report["modes"] = modes
@@ -141,28 +147,28 @@ def _check_shape(
         f"{shape.name} through {sides['target']['index']}: {_describe(target, shape.k)} on the "
         f"target, {_describe(source, shape.k)} on the source"
     )
+    setting = sides["target"]["setting"]
     recommended = _recommend(sides["target"], config.recall.min_row_fraction)
     recommendation = None
     if recommended is not None:
         chosen = sides["target"]["modes"][recommended]
         already = sides["target"].get("configured") == recommended
         recommendation = (
-            f"{ITERATIVE_SETTING} = {recommended} is already set on the target"
+            f"{setting} = {recommended} is already set on the target"
             if already
             else f"recommended on the target: ALTER DATABASE {pair.target.dbname} SET "
-            f"{ITERATIVE_SETTING} = {recommended} ({_describe(chosen, shape.k)})"
+            f"{setting} = {recommended} ({_describe(chosen, shape.k)})"
         )
         message += f"; {recommendation}"
     error = sides["source"].get("iterative_scan_error")
     if error:
         message += f"; the source's pgvector {sides['source']['pgvector']} has no iterative scans"
-    labels = [AS_CONFIGURED, *ITERATIVE_MODES]
+    labels = [AS_CONFIGURED, *ALL_MODES]
     details: dict[str, Any] = {
         "sides": sides,
         "recommendation": recommendation,
         "bars": {
-            "title": f"recall@{shape.k} of {shape.name} through the vector index, by "
-            f"{ITERATIVE_SETTING}",
+            "title": f"recall@{shape.k} of {shape.name} through the vector index, by {setting}",
             "y_label": f"recall@{shape.k}",
             "labels": labels,
             "groups": {
@@ -184,7 +190,7 @@ def _check_shape(
             remedy=(
                 "the target's vector index finds fewer of a user's rows than the source's: "
                 "compare the index definitions and hnsw.ef_search; on pgvector >= 0.8 set "
-                f"{ITERATIVE_SETTING} = relaxed_order for the database"
+                f"{setting} = relaxed_order for the database"
             ),
         )
     ]

@@ -19,8 +19,10 @@ from pgcutover.checks.search.shapes import Shape
 from pgcutover.errors import PgcutoverError
 
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-#: Queries per NumPy block: bounds memory to block x rows distances.
+#: Queries per NumPy block: bounds memory to block x rows scores.
 BLOCK = 256
+#: Columns sampled per row to bound its k-th largest score before the exact selection.
+SAMPLE = 2048
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def stream(conn: psycopg.Connection, shape: Shape, filters: tuple[str, ...], dig
     with conn.cursor() as cur, cur.copy(copy.format(f=fields, t=table, c=column)) as stream_:
         for chunk in stream_:
             buffer.extend(chunk)
-    vectors, labels = _parse(bytes(buffer), dims, len(filters), shape)
+    vectors, labels = _parse(memoryview(buffer), dims, len(filters), shape)
     values: dict[str, dict[str, int]] = {}
     for name in filters:
         pairs = conn.execute(
@@ -110,14 +112,15 @@ def stream(conn: psycopg.Connection, shape: Shape, filters: tuple[str, ...], dig
 
 
 def _parse(
-    data: bytes, dims: int, n_labels: int, shape: Shape
+    data: memoryview, dims: int, n_labels: int, shape: Shape
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """COPY BINARY rows of (vector, int8 * n_labels) -> float32 matrix and label columns."""
-    if not data.startswith(COPY_SIGNATURE):
+    """COPY BINARY rows of (vector, int8 * n_labels) -> float32 matrix and label columns
+    (the stream is read in place, never copied)."""
+    if bytes(data[: len(COPY_SIGNATURE)]) != COPY_SIGNATURE:
         raise PgcutoverError(
             f"COPY of {shape.qualified} did not return the binary format", "report this as a bug"
         )
-    extension = int.from_bytes(data[15:19], "big")
+    extension = int.from_bytes(bytes(data[15:19]), "big")
     body = data[19 + extension : -2]  # header, then tuples, then the int16 -1 trailer
     vector_bytes = 4 + 4 * dims
     dtype = np.dtype(
@@ -149,19 +152,57 @@ def _parse(
     return vectors, [rows[f"l{i}"]["hash"].astype(np.int64) for i in range(n_labels)]
 
 
-def distances(vectors: np.ndarray, queries: np.ndarray, operator: str) -> np.ndarray:
-    """Distances (queries x rows) as pgvector's operator computes them."""
-    if operator == "<+>":
-        return np.abs(queries[:, None, :] - vectors[None, :, :]).sum(axis=2)
-    dot = queries @ vectors.T
-    if operator == "<#>":
-        return -dot
+def _prepared(vectors: np.ndarray, operator: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows ready for scoring, once per corpus: unit length for cosine (zero vectors score
+    0), squared norms alongside for L2."""
+    if operator == "<=>":
+        norms = np.linalg.norm(vectors, axis=1)
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        return vectors * scale[:, None], None
     if operator == "<->":
-        squared = (queries**2).sum(1)[:, None] + (vectors**2).sum(1)[None, :] - 2 * dot
-        return np.sqrt(np.maximum(squared, 0.0))
-    norms = np.linalg.norm(queries, axis=1)[:, None] * np.linalg.norm(vectors, axis=1)[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 1.0 - dot / norms
+        return vectors, np.einsum("ij,ij->i", vectors, vectors)
+    return vectors, None
+
+
+def _scores(
+    rows: np.ndarray, squares: np.ndarray | None, queries: np.ndarray, operator: str
+) -> np.ndarray:
+    """Queries x rows scores, larger meaning nearer, monotonic in pgvector's distance."""
+    if operator == "<+>":
+        return -np.stack([np.abs(rows - query).sum(axis=1) for query in queries])
+    if operator == "<=>":
+        norms = np.linalg.norm(queries, axis=1, keepdims=True)
+        queries = np.divide(queries, norms, out=np.zeros_like(queries), where=norms > 0)
+    dot = queries @ rows.T
+    if operator == "<->":
+        return 2 * dot - squares[None, :]  # type: ignore[index]
+    return dot
+
+
+def _distance(scores: np.ndarray, queries: np.ndarray, operator: str) -> np.ndarray:
+    """Scores back to pgvector's distances."""
+    if operator == "<=>":
+        return 1.0 - scores
+    if operator == "<->":
+        return np.sqrt(np.maximum(np.einsum("ij,ij->i", queries, queries) - scores, 0.0))
+    return -scores
+
+
+def _kth_largest(scores: np.ndarray, n: int) -> np.ndarray:
+    """Each row's n-th largest score. Wide rows are first cut down to the values at or above
+    the n-th largest of a strided sample (a lower bound), so only a few candidates per row
+    are partitioned instead of every row in full."""
+    width = scores.shape[1]
+    stride = width // SAMPLE
+    if stride < 2 or n > SAMPLE // 4:
+        return np.partition(scores, width - n, axis=1)[:, width - n]
+    sample = scores[:, ::stride]
+    bound = np.partition(sample, sample.shape[1] - n, axis=1)[:, sample.shape[1] - n]
+    kth = np.empty(len(scores), dtype=scores.dtype)
+    for i, (row, low) in enumerate(zip(scores, bound, strict=True)):
+        candidates = row[row >= low]
+        kth[i] = np.partition(candidates, len(candidates) - n)[len(candidates) - n]
+    return kth
 
 
 def exact(
@@ -180,26 +221,27 @@ def exact(
     nearest = np.full(count, -1, dtype=np.int64)
     if corpus.rows == 0:
         return Truth(kth, expected, nearest)
-    if filters is None:
-        groups = {None: (np.arange(count), np.arange(corpus.rows))}
-    else:
+    groups: list[tuple[np.ndarray, np.ndarray | None]] = [(np.arange(count), None)]
+    if filters is not None:
         labels = corpus.labels[filter_column]  # type: ignore[index]
         wanted = np.asarray(filters, dtype=np.int64)
-        groups = {
-            code: (np.flatnonzero(wanted == code), np.flatnonzero(labels == code))
+        groups = [
+            (np.flatnonzero(wanted == code), np.flatnonzero(labels == code))
             for code in np.unique(wanted)
-        }
-    for query_ids, row_ids in groups.values():
-        if len(row_ids) == 0:
+        ]
+    for query_ids, row_ids in groups:
+        selected = corpus.vectors if row_ids is None else corpus.vectors[row_ids]
+        if len(selected) == 0:
             continue
-        rows = corpus.vectors[row_ids]
-        n = min(k, len(row_ids))
+        rows, squares = _prepared(selected, operator)
+        n = min(k, len(rows))
         for start in range(0, len(query_ids), BLOCK):
             block = query_ids[start : start + BLOCK]
-            found = distances(rows, queries[block], operator)
-            kth[block] = np.partition(found, n - 1, axis=1)[:, n - 1]
+            scores = _scores(rows, squares, queries[block], operator)
+            kth[block] = _distance(_kth_largest(scores, n), queries[block], operator)
             expected[block] = n
-            nearest[block] = row_ids[np.argmin(found, axis=1)]
+            best = np.argmax(scores, axis=1)
+            nearest[block] = best if row_ids is None else row_ids[best]
     return Truth(kth, expected, nearest)
 
 
