@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pgvector.psycopg import register_vector
 
-from helpers import by_id, drop_database, execute, failed_ids, make_settings
+from helpers import TEST_ROWS, by_id, drop_database, execute, failed_ids, make_settings
 from pgcutover.checks import content
 from pgcutover.checks.base import Pair
 from pgcutover.checks.content.diff import TableDiff
@@ -25,11 +25,12 @@ CHUNKS = "content.public.vector_embeddings"
 _names = itertools.count()
 
 
-def content_settings(tmp_path, mode: str):
+def content_settings(tmp_path, mode: str, connections: int = 1):
     """Small ranges and a low bisection threshold, so that both modes split and recurse
-    even on the test database's 1,500 chunks."""
+    even on the test database's 1,500 chunks. One connection per side by default, so that
+    the connection that located a difference goes on to read the next ranges."""
     (tmp_path / "targets.toml").write_text(
-        f'[content]\nmode = "{mode}"\nsegments = 4\nconnections = 2\n'
+        f'[content]\nmode = "{mode}"\nsegments = 4\nconnections = {connections}\n'
         "bisect_rows = 50\nbisect_factor = 4\nmax_keys_reported = 5\n"
     )
     return make_settings(tmp_path)
@@ -78,7 +79,7 @@ def assert_vector_change_named(pair, tmp_path, mode: str, chunk: str, vector) ->
 
 @pytest.mark.parametrize("mode", MODES)
 def test_faithful_copy_passes(pair, tmp_path, mode):
-    results = content.check(pair, content_settings(tmp_path, mode))
+    results = content.check(pair, content_settings(tmp_path, mode, connections=3))
     assert failed_ids(results) == set()
     ids = {r.id for r in results}
     assert {CHUNKS, "content.auth.users", "content.public.documents"} <= ids
@@ -94,6 +95,19 @@ def test_changed_text_in_one_row(pair, tmp_path, mode):
         conn.execute("UPDATE documents SET title = title || '.' WHERE id = %s", (document,))
     results = content.check(pair, content_settings(tmp_path, mode))
     assert_only_failure(results, "content.public.documents", "changed", {"id": document})
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_differences_in_several_ranges_are_all_located(pair, tmp_path, mode):
+    """Each differing range is read again on the same connection as the others."""
+    first, last = one_chunk_id(pair.target, 0), one_chunk_id(pair.target, TEST_ROWS - 1)
+    execute(
+        pair.target,
+        "UPDATE vector_embeddings SET content = content || '.' WHERE id IN (%s, %s)",
+        (first, last),
+    )
+    chunks = by_id(content.check(pair, content_settings(tmp_path, mode)))[CHUNKS]
+    assert chunks.details["keys"]["changed"] == [{"id": first}, {"id": last}], chunks.message
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -1,8 +1,9 @@
 """Key ranges: the unit of parallel reading and of locating a difference.
 
-Bounds are key values taken from the source as text and cast back on each side to that side's
-column type, so one range selects the same keys on both servers. Every row falls in exactly
-one range of a table: [lo, hi), the first open below, the last open above.
+Bounds are key values taken from the source (as text, or decoded from a binary row) and cast
+on each side to that side's column type, so one range selects the same keys on both servers.
+Every row falls in exactly one range of a table: [lo, hi), the first open below, the last open
+above.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from pgcutover.checks.content.tables import TablePlan
 
 #: Fewer rows than this per range are not worth a range of their own.
 MIN_SEGMENT_ROWS = 250
-#: Key values sampled per range to place the range bounds.
-SAMPLE_PER_SEGMENT = 64
+#: Table pages sampled per range to place the range bounds: rows on one page are neighbours,
+#: so evenly sized ranges need keys from many pages.
+SAMPLE_PAGES_PER_SEGMENT = 16
 #: Up to this many rows, bounds come from every key rather than from a page sample.
 EXACT_SPLIT_ROWS = 50_000
 
-Key = tuple[str, ...]
+#: A key's values: text from the server (bounds it sampled), or values psycopg decoded from
+#: a binary row; either becomes a literal cast to the column's type.
+Key = tuple[object, ...]
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ def initial_segments(conn: psycopg.Connection, plan: TablePlan, segments: int) -
     if rows <= EXACT_SPLIT_ROWS:
         sample = sql.SQL("")
     else:
-        percent = min(100.0, 100.0 * count * SAMPLE_PER_SEGMENT / rows)
+        percent = min(100.0, 100.0 * count * SAMPLE_PAGES_PER_SEGMENT / max(plan.pages, 1))
         sample = sql.SQL("TABLESAMPLE SYSTEM ({})").format(sql.Literal(percent))
     query = sql.SQL("SELECT {} FROM ONLY {} AS t {} ORDER BY {}").format(
         key_text(plan), plan.identifier, sample, key_list(plan, "t")

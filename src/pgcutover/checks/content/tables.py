@@ -86,6 +86,7 @@ class Shape:
     columns: dict[str, Column]
     key: tuple[str, ...]
     estimated_rows: float
+    pages: int
 
     @property
     def qualified(self) -> str:
@@ -130,6 +131,7 @@ class TablePlan:
     only_on_source: tuple[str, ...]
     only_on_target: tuple[str, ...]
     estimated_rows: float
+    pages: int
 
     @property
     def qualified(self) -> str:
@@ -176,8 +178,8 @@ def shapes(conn: psycopg.Connection, ignored: Sequence[str]) -> dict[str, Shape]
     for relid, _primary, names in conn.execute(KEYS, (oids,)).fetchall():
         keys.setdefault(relid, tuple(names))
     return {
-        f"{schema}.{name}": Shape(schema, name, columns[oid], keys.get(oid, ()), reltuples)
-        for oid, schema, name, reltuples, _pages in tables
+        f"{schema}.{name}": Shape(schema, name, columns[oid], keys.get(oid, ()), rows, pages)
+        for oid, schema, name, rows, pages in tables
     }
 
 
@@ -193,4 +195,5 @@ def plan(source: Shape, target: Shape) -> TablePlan:
         only_on_source=tuple(n for n in source.columns if n not in target.columns),
         only_on_target=tuple(n for n in target.columns if n not in source.columns),
         estimated_rows=source.estimated_rows,
+        pages=source.pages,
     )
