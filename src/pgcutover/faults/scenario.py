@@ -56,20 +56,18 @@ class Lab:
 
     def fresh_database(self, server: EmbeddedServer, name: str, template: str = "") -> Endpoint:
         """Drop and create a database the suite owns (the recovery between attempts)."""
-        endpoint = server.endpoint
-        if not endpoint.ephemeral:
-            raise ValueError(f"refusing to recreate {name} on {endpoint.label}: not ours")
-        with connect(endpoint, role="admin") as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-            if template:
-                create = sql.SQL("{} TEMPLATE {}").format(create, sql.Identifier(template))
+        self.drop_database(server, name)
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            create = sql.SQL("{} TEMPLATE {}").format(create, sql.Identifier(template))
+        with connect(server.endpoint, role="admin") as admin:
             admin.execute(create)
-        return endpoint.with_dbname(name)
+        return server.endpoint.with_dbname(name)
 
     def drop_database(self, server: EmbeddedServer, name: str) -> None:
+        """Drop a database on a server the suite started (never anyone else's)."""
+        if not server.endpoint.ephemeral:
+            raise ValueError(f"refusing to drop {name} on {server.label}: not created by us")
         with connect(server.endpoint, role="admin") as admin:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
