@@ -12,7 +12,7 @@ from typing import Any
 
 from pgcutover.db import Endpoint, connect
 from pgcutover.faults.history import History
-from pgcutover.faults.nemesis import Fault
+from pgcutover.faults.nemesis import Fault, Together
 from pgcutover.faults.network import NetworkFault
 from pgcutover.faults.proxy import Bandwidth, Latency, ResetPeer, Slicer, Stall
 from pgcutover.faults.scenario import Attempt, Scenario, Stage
@@ -176,6 +176,14 @@ def _network_scenarios() -> list[Scenario]:
     return scenarios
 
 
+def _mid_restore(stage: Stage, fault: Fault) -> Fault:
+    """`fault` plus a bandwidth cap on the target path, so the data phase lasts long enough
+    for the fault to land in the middle of it, not after it."""
+    cap = Bandwidth(int(stage.lab.config["network"]["bandwidth_bytes_per_second"]))
+    slow = NetworkFault(stage.target_proxy, cap, "upstream", f"target path: {cap!r} (slows)")
+    return Together(slow, fault)
+
+
 def _server_scenarios() -> list[Scenario]:
     def target_db(stage: Stage) -> str:
         return stage.target.dbname
@@ -185,7 +193,9 @@ def _server_scenarios() -> list[Scenario]:
             name="server_terminate_backend",
             kind="server",
             summary="the restore's backend terminated mid-way (pg_terminate_backend)",
-            make=lambda s: TerminateBackend(s.lab.target_server.endpoint, target_db(s)),
+            make=lambda s: _mid_restore(
+                s, TerminateBackend(s.lab.target_server.endpoint, target_db(s))
+            ),
             trigger=DATA,
             expect="fails",
         ),
@@ -193,10 +203,13 @@ def _server_scenarios() -> list[Scenario]:
             name="server_kill_restart",
             kind="server",
             summary="the target postmaster SIGKILLed mid-restore, then restarted",
-            make=lambda s: KillServer(
-                s.lab.target_server,
-                target_db(s),
-                float(s.lab.config["server"]["down_seconds"]),
+            make=lambda s: _mid_restore(
+                s,
+                KillServer(
+                    s.lab.target_server,
+                    target_db(s),
+                    float(s.lab.config["server"]["down_seconds"]),
+                ),
             ),
             trigger=DATA,
             expect="fails",

@@ -22,3 +22,25 @@ class Fault(Protocol):
 
 class FaultUnavailable(Exception):
     """This machine cannot inject the fault (not root, no mount): the scenario is skipped."""
+
+
+class Together:
+    """Several faults as one: injected in order, all healed (in reverse) even if one heal
+    fails; the first heal error is raised after the others ran."""
+
+    def __init__(self, *faults: Fault) -> None:
+        self.faults = faults
+
+    def inject(self, history: History) -> None:
+        for fault in self.faults:
+            fault.inject(history)
+
+    def heal(self, history: History) -> None:
+        errors = []
+        for fault in reversed(self.faults):
+            try:
+                fault.heal(history)
+            except Exception as error:  # keep healing the others, then report
+                errors.append(error)
+        if errors:
+            raise errors[0]
