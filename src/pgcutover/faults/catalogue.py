@@ -7,14 +7,16 @@ a scenario whose fault did not land therefore shows up as a violation, not a qui
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connect
 from pgcutover.faults.history import History
 from pgcutover.faults.nemesis import Fault, Together
 from pgcutover.faults.network import NetworkFault
-from pgcutover.faults.proxy import Bandwidth, Latency, ResetPeer, Slicer, Stall
+from pgcutover.faults.proxy import Bandwidth, Latency, ResetPeer, Slicer, Stall, Toxic
 from pgcutover.faults.scenario import Attempt, Scenario, Stage
 from pgcutover.faults.server import (
     DatabaseSetting,
@@ -27,15 +29,13 @@ from pgcutover.faults.server import (
 from pgcutover.faults.writer import ConcurrentWriter
 from pgcutover.migrate.runner import migrate
 
-#: A restore's first data phase, and the dump (custom strategy: its own phase).
+#: Phases a fault can strike at (on_phase names; the dump is its own phase unless plain).
 DATA, DUMP, SCHEMA, INDEXES = "data", "dump", "schema", "index build"
+Verify = Callable[[Fault, Attempt], list[str]]
 
 
-def _net(stage: Stage, side: str) -> dict[str, Any]:
-    return dict(stage.lab.config["network"]) | {"side": side}
-
-
-def _toxic(name: str, settings: dict[str, Any]) -> Any:
+def _toxic(name: str, settings: Mapping[str, Any]) -> Toxic:
+    """The toxic called `name`, sized from fixtures/chaos.toml [network]."""
     if name == "latency":
         return Latency(settings["latency_ms"], settings["jitter_ms"])
     if name == "bandwidth":
@@ -47,11 +47,11 @@ def _toxic(name: str, settings: dict[str, Any]) -> Any:
     return Slicer(**settings["slicer"])
 
 
-def _network(toxic: str, side: str) -> Any:
+def _network(toxic: str, side: str) -> Callable[[Stage], Fault]:
     """A factory for a toxic on the path to the source (the dump) or the target (the restore)."""
 
     def make(stage: Stage) -> Fault:
-        settings = _net(stage, side)
+        settings = stage.lab.config["network"]
         proxy = stage.source_proxy if side == "source" else stage.target_proxy
         bulk = "downstream" if side == "source" else "upstream"
         direction = bulk if toxic in ("bandwidth", "reset") else "both"
@@ -61,7 +61,7 @@ def _network(toxic: str, side: str) -> Any:
     return make
 
 
-def _stalled_in(phase: str) -> Any:
+def _stalled_in(phase: str) -> Verify:
     def verify(fault: Fault, attempt: Attempt) -> list[str]:
         error = attempt.migration.error or ""
         if attempt.migration.failed_phase != phase or "stalled" not in error:
@@ -78,7 +78,7 @@ class PreviousMigration:
 
     source: Endpoint
     target: Endpoint
-    settings: Any
+    settings: Settings
 
     def inject(self, history: History) -> None:
         result = migrate(self.source, self.target, self.settings)
@@ -109,7 +109,7 @@ class Misconfiguration:
         return None
 
 
-def _refused_with(*phrases: str) -> Any:
+def _refused_with(*phrases: str) -> Verify:
     def verify(fault: Fault, attempt: Attempt) -> list[str]:
         problems = []
         if attempt.migration.failed_phase != "preflight":
