@@ -30,7 +30,8 @@ def content_settings(tmp_path, mode: str, connections: int = 1):
     even on the test database's 1,500 chunks. One connection per side by default, so that
     the connection that located a difference goes on to read the next ranges."""
     (tmp_path / "targets.toml").write_text(
-        f'[content]\nmode = "{mode}"\nsegments = 4\nconnections = {connections}\n'
+        f'[content]\nmode = "{mode}"\nsegments = 4\nmin_segment_rows = 100\n'
+        f"connections = {connections}\n"
         "bisect_rows = 50\nbisect_factor = 4\nmax_keys_reported = 5\n"
     )
     return make_settings(tmp_path)
@@ -175,8 +176,9 @@ def test_a_moved_row_is_paired_across_ranges():
 
 @pytest.fixture
 def own_pair(source_server, target_server) -> Iterator[Pair]:
-    """A private database on each server (the shared source stays untouched), with a table
-    without a key and a keyed one, identical on both sides."""
+    """A private database on each server (the shared source stays untouched), identical on
+    both sides: a table without a key, one with a primary key, one with a two-column unique
+    NOT NULL key and no primary key."""
     name = f"content_{os.getpid()}_{next(_names)}"
     setup = (
         "CREATE TABLE events (kind text, amount numeric, seen timestamptz);"
@@ -184,6 +186,8 @@ def own_pair(source_server, target_server) -> Iterator[Pair]:
         " ('b', 2, NULL), ('c', NULL, '2026-02-01');"
         "CREATE TABLE notes (id int PRIMARY KEY, body text);"
         "INSERT INTO notes SELECT i, 'note ' || i FROM generate_series(1, 2000) i;"
+        "CREATE TABLE pairs (a int NOT NULL, b text NOT NULL, v float8, UNIQUE (a, b));"
+        "INSERT INTO pairs SELECT mod(i, 50), 'b' || i, i / 3.0 FROM generate_series(1, 3000) i;"
     )
     for server in (source_server, target_server):
         execute(server.endpoint, f"CREATE DATABASE {name}")
@@ -191,6 +195,24 @@ def own_pair(source_server, target_server) -> Iterator[Pair]:
     yield Pair(source_server.endpoint.with_dbname(name), target_server.endpoint.with_dbname(name))
     for server in (source_server, target_server):
         drop_database(server, name)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_two_column_unique_key_names_both_columns(own_pair, tmp_path, mode):
+    execute(own_pair.target, "UPDATE pairs SET v = v + 1e-9 WHERE a = 7 AND b = 'b1107'")
+    results = content.check(own_pair, content_settings(tmp_path, mode))
+    assert_only_failure(results, "content.public.pairs", "changed", {"a": "7", "b": "b1107"})
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_type_changed_without_changing_values_compares_as_text(own_pair, tmp_path, mode):
+    execute(own_pair.target, "ALTER TABLE notes ALTER COLUMN id TYPE bigint")
+    settings = content_settings(tmp_path, mode)
+    notes = by_id(content.check(own_pair, settings))["content.public.notes"]
+    assert notes.status == "pass" and notes.details["columns"]["compared_as_text"] == ["id"]
+    execute(own_pair.target, "DELETE FROM notes WHERE id = 1234")
+    notes = by_id(content.check(own_pair, settings))["content.public.notes"]
+    assert notes.details["keys"]["only_on_source"] == [{"id": "1234"}]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -88,7 +88,12 @@ def _ranges(
     ranges = []
     for table in keyed:
         try:
-            segments = initial_segments(source.anchor, table, options.segments)  # type: ignore[arg-type]
+            segments = initial_segments(
+                source.anchor,  # type: ignore[arg-type]
+                table,
+                options.segments,
+                options.min_segment_rows,
+            )
         except Exception as error:  # reported as this table's unknown result
             errors[table.qualified] = error
             diffs.pop(table.qualified, None)

@@ -17,6 +17,7 @@ class ContentOptions:
 
     mode: str
     segments: int
+    min_segment_rows: int
     connections: int
     max_keys_reported: int
     bisect_factor: int
@@ -35,6 +36,7 @@ class ContentOptions:
         return cls(
             mode=mode,
             segments=_at_least(section, "segments", 64, 1),
+            min_segment_rows=_at_least(section, "min_segment_rows", 5000, 1),
             connections=_at_least(section, "connections", 2, 1),
             max_keys_reported=_at_least(section, "max_keys_reported", 20, 0),
             bisect_factor=_at_least(section, "bisect_factor", 16, 2),

@@ -17,8 +17,6 @@ from psycopg import sql
 
 from pgcutover.checks.content.tables import TablePlan
 
-#: Fewer rows than this per range are not worth a range of their own.
-MIN_SEGMENT_ROWS = 250
 #: Table pages sampled per range to place the range bounds: rows on one page are neighbours,
 #: so evenly sized ranges need keys from many pages.
 SAMPLE_PAGES_PER_SEGMENT = 16
@@ -88,14 +86,17 @@ def _estimated_rows(conn: psycopg.Connection, plan: TablePlan) -> int:
     return int(conn.execute(query).fetchone()[0])  # type: ignore[index]
 
 
-def initial_segments(conn: psycopg.Connection, plan: TablePlan, segments: int) -> list[Segment]:
-    """Up to `segments` ranges of about equal size, bounds sampled from the source.
+def initial_segments(
+    conn: psycopg.Connection, plan: TablePlan, segments: int, min_rows: int
+) -> list[Segment]:
+    """Up to `segments` ranges of about equal size and at least `min_rows` rows, bounds
+    sampled from the source.
 
     Large tables are sampled by page (TABLESAMPLE SYSTEM): cheap, and bounds need only be
     roughly even; any bounds give a correct comparison.
     """
     rows = _estimated_rows(conn, plan)
-    count = max(1, min(segments, rows // MIN_SEGMENT_ROWS))
+    count = max(1, min(segments, rows // min_rows))
     if count == 1:
         return [Segment()]
     if rows <= EXACT_SPLIT_ROWS:

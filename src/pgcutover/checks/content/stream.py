@@ -38,6 +38,13 @@ FIELD_COUNT = struct.Struct(">h")
 FIELD_LENGTH = struct.Struct(">i")
 #: Rows hashed together: the unit a difference is narrowed down to before rows are read again.
 BLOCK_ROWS = 256
+#: Key types whose binary value psycopg turns into a Python value that becomes the very same
+#: value again as a literal (bool, bytea, name, integers, text, oid, floats, char, varchar,
+#: date, timestamps, numeric, uuid). A stretch bound must be exact, or a difference could fall
+#: outside it; keys of other types fall back to reading the whole range again.
+EXACT_KEY_OIDS = frozenset(
+    {16, 17, 19, 20, 21, 23, 25, 26, 700, 701, 1042, 1043, 1082, 1114, 1184, 1700, 2950}
+)
 
 
 @dataclass(frozen=True)
@@ -200,8 +207,8 @@ def _decoded(plan: TablePlan, key: bytes) -> list[tuple[object | None, bytes]]:
 
 
 def key_bound(plan: TablePlan, key: bytes | None) -> tuple[object, ...] | None:
-    """A binary key as values for a range bound, or None when one cannot be decoded."""
-    if key is None:
+    """A binary key as exact values for a range bound, or None when it cannot be one."""
+    if key is None or any(c.wire_oid not in EXACT_KEY_OIDS for c in plan.key_columns()):
         return None
     values = tuple(value for value, _ in _decoded(plan, key))
     return None if None in values else values
