@@ -24,6 +24,7 @@ import gevent.lock
 import psycopg
 from locust import User, events, task
 from locust.env import Environment
+from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry
 
@@ -78,9 +79,16 @@ class PostgresUser(User):
     abstract = True
 
     def on_start(self) -> None:
+        """Resolve where to connect; a configuration error (say, the password variable
+        missing on a worker machine) is reported as a failed `setup` and ends this user."""
         self.rng = random.Random()
         self.conn: psycopg.Connection | None = None
+        if not self._request("setup", self._resolve):
+            raise StopUser()
+
+    def _resolve(self) -> int:
         self.target = _target(self.environment)
+        return 0
 
     def on_stop(self) -> None:
         if self.conn is not None:
