@@ -89,7 +89,7 @@ def test_default_rehearsal_is_go_and_writes_the_three_reports(pytester):
         "vector_index.public.idx_embedding_hnsw",
     } <= ids
     run_dir = pytester.path / "reports" / report["run_id"]
-    for name in ("signoff.json", "signoff.html", "junit.xml"):
+    for name in ("signoff.json", "signoff.html", "junit.xml", "pytest-report.html"):
         assert (run_dir / name).stat().st_size > 0, name
     assert "Traceback" not in text
     assert leftovers(pytester.path) == []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.junitxml import xml_key
 
 from pgcutover.checks.base import UNKNOWN as STATUS_UNKNOWN
 from pgcutover.checks.base import CheckResult, Pair, describe, failures
@@ -36,6 +37,7 @@ from pgcutover.report.terminal import summary_lines, verdict_line
 from pgcutover.report.writer import mirror_latest, write_report
 
 SESSION_PLUGIN = "pgcutover-session"
+JUNIT = "junit.xml"
 RESULTS_DIR = "results"
 
 
@@ -203,7 +205,7 @@ def pytest_configure(config: pytest.Config) -> None:
         workdir = Path(tempfile.mkdtemp(prefix="pgcutover-run-"))
         workdir.chmod(0o711)
         if config.option.xmlpath is None:
-            config.option.xmlpath = str(workdir / "junit.xml")
+            config.option.xmlpath = str(workdir / JUNIT)
     session = RunSession(config, settings, run_id, workdir, workerinput is None, started_at)
     config.pluginmanager.register(session, SESSION_PLUGIN)
     if session.owner:
@@ -391,10 +393,10 @@ def _finish(run: RunSession) -> None:
     report = _build_report(run)
     run.run_dir.mkdir(parents=True, exist_ok=True)
     report.artefacts.update(run.artefacts())
-    junit = run.workdir / "junit.xml"
+    junit = run.workdir / JUNIT
     if junit.exists():
-        shutil.copy(junit, run.run_dir / "junit.xml")
-        report.artefacts["JUnit XML"] = "junit.xml"
+        shutil.copy(junit, run.run_dir / JUNIT)
+        report.artefacts["JUnit XML"] = JUNIT
     if pytesthtml.requested(run.config):
         report.artefacts[pytesthtml.LABEL] = pytesthtml.FILENAME
     run.report = report
@@ -416,6 +418,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     finally:
         stop_servers(run.workdir)
         shutil.rmtree(run.workdir, ignore_errors=True)
+        _silence_temporary_junit(session.config, run.workdir)
+
+
+def _silence_temporary_junit(config: pytest.Config, workdir: Path) -> None:
+    """junitxml would name the work folder's file, removed by now: when that file was ours,
+    its work is done (copied beside the sign-off), so unregister it."""
+    xml = config.stash.get(xml_key, None)
+    if xml is not None and Path(xml.logfile).parent == workdir:
+        del config.stash[xml_key]
+        config.pluginmanager.unregister(xml)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
