@@ -158,6 +158,8 @@ def _prepared(vectors: np.ndarray, operator: str) -> tuple[np.ndarray, np.ndarra
     0), squared norms alongside for L2."""
     if operator == "<=>":
         norms = np.linalg.norm(vectors, axis=1)
+        if np.allclose(norms, 1.0, atol=1e-5):
+            return vectors, None  # already unit length (sentence-transformers output)
         scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         return vectors * scale[:, None], None
     if operator == "<->":
