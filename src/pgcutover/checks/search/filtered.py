@@ -121,6 +121,10 @@ def _check_shape(
         connection(pair.target, role="target") as target,
     ):
         workload = queryset.workload(source, target, shape, golden, config.recall)
+    if workload.rows["source"] == 0:
+        return [
+            CheckResult(check_id, AREA, "skip", f"{shape.qualified} holds no vectors on the source")
+        ]
     sides = {
         side: _side(endpoint, side, workload, settings, config)
         for side, endpoint in zip(SIDES, (pair.source, pair.target), strict=True)

@@ -80,10 +80,12 @@ def fingerprint(conn: psycopg.Connection, shape: Shape, filters: tuple[str, ...]
     return f"{count}:{high}:{low}"
 
 
-def stream(conn: psycopg.Connection, shape: Shape, filters: tuple[str, ...], digest: str) -> Corpus:
+def stream(
+    conn: psycopg.Connection, shape: Shape, filters: tuple[str, ...], digest: str = ""
+) -> Corpus:
     """Read every vector of a shape's column once, as one COPY BINARY stream parsed with
     fixed strides (the vector and 8-byte label hashes have a fixed size per row); `digest` is
-    the side's fingerprint, kept with the corpus."""
+    the side's fingerprint when the caller computed one, kept with the corpus."""
     table = sql.Identifier(shape.schema, shape.table)
     column = sql.Identifier(shape.column)
     row = conn.execute(
@@ -92,7 +94,8 @@ def stream(conn: psycopg.Connection, shape: Shape, filters: tuple[str, ...], dig
         )
     ).fetchone()
     if row is None:
-        return Corpus(digest, np.zeros((0, 0), dtype=np.float32))
+        empty = {name: np.zeros(0, dtype=np.int64) for name in filters}
+        return Corpus(digest, np.zeros((0, 0), dtype=np.float32), empty, {f: {} for f in filters})
     dims = int(row[0])
     fields = sql.SQL(", ").join([column, *(_label(f) for f in filters)])
     copy = sql.SQL("COPY (SELECT {f} FROM {t} WHERE {c} IS NOT NULL) TO STDOUT (FORMAT BINARY)")

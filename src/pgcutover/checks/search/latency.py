@@ -8,24 +8,23 @@ import numpy as np
 
 from pgcutover.checks.base import CheckResult, Pair, outcome
 from pgcutover.checks.search import queryset, shapes
-from pgcutover.checks.search.queryset import Runner, Workload
+from pgcutover.checks.search.queryset import QuerySet, Runner
 from pgcutover.checks.search.shapes import AREA, SearchConfig, Shape
 from pgcutover.config import Settings
 from pgcutover.db import connection
 
 
-def _timings(pair: Pair, workload: Workload, repeats: int) -> dict[str, np.ndarray]:
+def _timings(pair: Pair, shape: Shape, queries: QuerySet, repeats: int) -> dict[str, np.ndarray]:
     """Seconds per query per side: one untimed warm-up pass, then `repeats` passes, each
     query run on both sides back to back (the first side alternates between passes)."""
     seconds: dict[str, list[float]] = {"source": [], "target": []}
-    queries = workload.queries
     with (
         connection(pair.source, role="source") as source,
         connection(pair.target, role="target") as target,
     ):
         runners = {
-            "source": Runner(source, workload.shape),
-            "target": Runner(target, workload.shape),
+            "source": Runner(source, shape),
+            "target": Runner(target, shape),
         }
         for runner in runners.values():
             runner.all(queries)
@@ -41,12 +40,18 @@ def _check_shape(
     pair: Pair, settings: Settings, config: SearchConfig, shape: Shape
 ) -> list[CheckResult]:
     golden = queryset.embed_golden(settings, config.recall)
-    with (
-        connection(pair.source, role="source") as source,
-        connection(pair.target, role="target") as target,
-    ):
-        workload = queryset.workload(source, target, shape, golden, config.recall)
-    timings = _timings(pair, workload, config.latency.repeats)
+    with connection(pair.source, role="source") as source:
+        queries = queryset.queries_only(source, shape, golden, config.recall)
+    if not len(queries):
+        return [
+            CheckResult(
+                f"search.latency.{shape.name}",
+                AREA,
+                "skip",
+                f"{shape.qualified} holds no vectors on the source: nothing to time",
+            )
+        ]
+    timings = _timings(pair, shape, queries, config.latency.repeats)
     p50 = {side: float(np.percentile(t, 50)) * 1000 for side, t in timings.items()}
     p95 = {side: float(np.percentile(t, 95)) * 1000 for side, t in timings.items()}
     ratio, slack = config.latency.ratio, config.latency.slack_ms

@@ -155,6 +155,17 @@ def workload(
     )
 
 
+def queries_only(
+    source: psycopg.Connection,
+    shape: Shape,
+    golden: tuple[np.ndarray, str],
+    config: RecallConfig,
+) -> QuerySet:
+    """The query set alone, for checks that need no ground truth (latency)."""
+    filters = (shape.filter_column,) if shape.filter_column else ()
+    return build(shape, groundtruth.stream(source, shape, filters), golden, config)
+
+
 class Runner:
     """Runs one shape's query on one connection, timing each execution."""
 
