@@ -6,7 +6,8 @@ when the cache is empty). Timed in the same run, both sides always read at once:
 
     floor        COPY <table> TO STDOUT (FORMAT BINARY) of both tables on both sides, discarded
                  (one connection per table and side, i.e. the same 2 connections per side as
-                 pgcutover's default)
+                 pgcutover's default), read with pgcutover's own COPY reader (copyout.py)
+    floor-pg     the same read with psycopg's Copy iterator (more client CPU per row)
     reladiff     reladiff 0.6 (PyPI) hash-diff over every column, thread_count 2 per database
     hashtext     pgcopydb's `compare data` query, count(1) and md5 of sum(hashtext(row::text)),
                  per table, both tables and both sides at once
@@ -39,9 +40,11 @@ from pathlib import Path
 
 import numpy as np
 import reladiff
+from psycopg import sql
 
 from pgcutover.checks.base import Pair
 from pgcutover.checks.content import compare
+from pgcutover.checks.content.copyout import CopyOut
 from pgcutover.config import OPTIONS, Settings, build_settings
 from pgcutover.db import Endpoint, connect
 from pgcutover.providers.embedded import EmbeddedServer, start_embedded
@@ -165,14 +168,20 @@ def concurrently(jobs: list[Callable[[], object]]) -> None:
         raise errors[0]
 
 
-def floor(pair: Pair) -> None:
+def floor(pair: Pair, reader: str) -> None:
+    """Every row of both tables on both sides, discarded; `reader` is pgcutover's CopyOut or
+    psycopg's own Copy iterator."""
+
     def stream(endpoint: Endpoint, table: str) -> None:
-        with (
-            connect(endpoint, role="source") as conn,
-            conn.cursor().copy(f"COPY {table} TO STDOUT (FORMAT BINARY)") as copy,
-        ):
-            for _ in copy:
-                pass
+        statement = sql.SQL("COPY {} TO STDOUT (FORMAT BINARY)").format(sql.Identifier(table))
+        with connect(endpoint, role="source") as conn:
+            if reader == "pgcutover":
+                for _ in CopyOut(conn, statement):
+                    pass
+                return
+            with conn.cursor().copy(statement) as copy:
+                for _ in copy:
+                    pass
 
     concurrently(
         [lambda e=e, t=t: stream(e, t) for e in (pair.source, pair.target) for t in TABLES]
@@ -248,7 +257,8 @@ def measure(pair: Pair, settings: Settings, rows: int, repeat: int) -> dict[str,
     )
     runs: dict[str, list[float]] = {}
     for _ in range(repeat):
-        timed(runs, "floor", lambda: floor(pair))
+        timed(runs, "floor", lambda: floor(pair, "pgcutover"))
+        timed(runs, "floor-pg", lambda: floor(pair, "psycopg"))
         timed(runs, "stream", pgcutover(pair, stream_settings, set()))
         timed(runs, "bisect", pgcutover(pair, bisect_settings, set()))
         timed(runs, "hashtext", lambda: hashtext(pair))

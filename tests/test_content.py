@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -162,6 +164,25 @@ def test_dropped_column_and_missing_table_fail(pair, tmp_path):
     execute(pair.target, "DROP TABLE query_log")
     failed = failed_ids(content.check(pair, content_settings(tmp_path, "stream")))
     assert failed == {"content.public.documents", "content.public.query_log"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rows_hidden_by_row_level_security_make_the_table_unknown(pair, tmp_path, mode):
+    """A reader without BYPASSRLS gets an error, never a filtered (and passing) subset."""
+    role, password = f"content_reader_{os.getpid()}", secrets.token_urlsafe(16)
+    execute(pair.target, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    try:
+        execute(pair.target, f"GRANT USAGE ON SCHEMA auth TO {role}")
+        execute(pair.target, f"GRANT SELECT ON ALL TABLES IN SCHEMA public, auth TO {role}")
+        reader = replace(pair.target, user=role, password=password)
+        results = content.check(Pair(pair.source, reader), content_settings(tmp_path, mode))
+        unknown = {r.id for r in results if r.status == "unknown"}
+        assert unknown == {CHUNKS, "content.public.documents"}
+        assert "row-level security" in by_id(results)[CHUNKS].message
+        assert failed_ids(results) == unknown
+    finally:
+        execute(pair.target, f"DROP OWNED BY {role}")
+        execute(pair.target, f"DROP ROLE {role}")
 
 
 def test_a_moved_row_is_paired_across_ranges():

@@ -166,5 +166,6 @@ def failed(qualified: str, error: BaseException, redact: Callable[[str], str]) -
         message=f"{qualified} could not be compared: "
         f"{redact(f'{type(error).__name__}: {error}'.strip())}",
         remedy=getattr(error, "remedy", "")
-        or "fix the cause above and run again; the content of this table is unverified",
+        or "fix the cause above and run again (tables with row-level security need a role that "
+        "owns them or has BYPASSRLS); until then the content of this table is unverified",
     )

@@ -28,6 +28,7 @@ import xxhash
 from psycopg import pq, sql
 from psycopg.abc import Buffer
 
+from pgcutover.checks.content.copyout import CopyOut
 from pgcutover.checks.content.diff import TableDiff
 from pgcutover.checks.content.segments import Segment, key_list, predicate
 from pgcutover.checks.content.tables import TablePlan
@@ -87,23 +88,22 @@ def copy_statement(plan: TablePlan, side: str, segment: Segment) -> sql.Composab
 
 def read_range(conn: psycopg.Connection, side: str, task: Range) -> RangeHash | dict[bytes, bytes]:
     """Receive one range: its block hashes, or (for `task.rows`) its rows' hashes by key."""
-    cursor = conn.cursor()
-    with cursor.copy(copy_statement(task.plan, side, task.segment)) as copy:
-        if task.rows:
-            return row_hashes(copy, task.plan)
-        blocks: list[bytes] = []
-        first_keys: list[bytes | None] = []
-        messages = iter(copy)
-        block = xxhash.xxh3_128()
-        update = block.update
-        for number, message in enumerate(messages):
-            first_keys.append(_key(message, number == 0, task.plan))
+    copy = CopyOut(conn, copy_statement(task.plan, side, task.segment))
+    if task.rows:
+        return row_hashes(copy, task.plan)
+    blocks: list[bytes] = []
+    first_keys: list[bytes | None] = []
+    messages = iter(copy)
+    block = xxhash.xxh3_128()
+    update = block.update
+    for number, message in enumerate(messages):
+        first_keys.append(_key(message, number == 0, task.plan))
+        update(message)
+        for _, message in zip(range(BLOCK_ROWS - 1), messages, strict=False):
             update(message)
-            for _, message in zip(range(BLOCK_ROWS - 1), messages, strict=False):
-                update(message)
-            blocks.append(block.digest())
-            block.reset()
-    return RangeHash(blocks, first_keys, cursor.rowcount)
+        blocks.append(block.digest())
+        block.reset()
+    return RangeHash(blocks, first_keys, copy.rows)
 
 
 def _row_start(message: Buffer, first: bool) -> int | None:
