@@ -27,6 +27,7 @@ def test_faithful_copy_passes_every_family(pair, settings):
         "schema.index.public.idx_embedding_hnsw",
         "schema.sequence.public.query_log_id_seq",
         "schema.grant.public.documents",
+        "schema.default_grant.postgres.public.tables",
         "schema.rls.public.documents",
         "schema.policy.public.documents.documents_owner",
         "schema.trigger.public.documents.documents_set_updated_at",
@@ -63,6 +64,10 @@ BREAKAGES = {
         ["ALTER TABLE documents ALTER COLUMN created_at DROP DEFAULT"],
         {"schema.column.public.documents.created_at"},
     ),
+    "a table restored UNLOGGED": (
+        ["ALTER TABLE query_log SET UNLOGGED"],
+        {"schema.table.public.query_log"},
+    ),
     "a dropped index": (
         ["DROP INDEX idx_vector_embeddings_user_id"],
         {"schema.index.public.idx_vector_embeddings_user_id"},
@@ -98,6 +103,10 @@ BREAKAGES = {
     "a grant to authenticated revoked": (
         ["REVOKE SELECT ON documents FROM authenticated"],
         {"schema.grant.public.documents.authenticated"},
+    ),
+    "default privileges for future tables lost": (
+        ["ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM service_role"],
+        {"schema.default_grant.postgres.public.tables.service_role"},
     ),
     "RLS disabled": (
         ["ALTER TABLE documents DISABLE ROW LEVEL SECURITY"],

@@ -222,6 +222,25 @@ def _new_memberships(roles: Iterable[RoleSpec]) -> list[Membership]:
     return sorted({m for role in roles for m in role.memberships}, key=lambda m: (m.role, m.member))
 
 
+def _copy_settings(conn: psycopg.Connection, role: RoleSpec, database: str) -> list[str]:
+    """Apply the role's settings; one the connecting role may not set becomes a note."""
+    copied, notes = [], []
+    scoped = [(entry, None) for entry in role.config]
+    scoped += [(entry, database) for entry in role.database_config]
+    for entry, scope in scoped:
+        try:
+            conn.execute(setting_statement(role.name, entry, scope))
+            copied.append(entry)
+        except psycopg.errors.InsufficientPrivilege as error:
+            notes.append(
+                f"role {role.name}: setting {entry} not copied ({error.diag.message_primary}); "
+                "a superuser must set it"
+            )
+    if copied:
+        notes.append(f"role {role.name}: settings copied from the source ({', '.join(copied)})")
+    return notes
+
+
 def create_roles(conn: psycopg.Connection, roles: Sequence[RoleSpec]) -> list[str]:
     """Create roles on the target with their settings and the source's memberships that
     involve them; returns notes for the report (login roles need passwords)."""
@@ -229,19 +248,11 @@ def create_roles(conn: psycopg.Connection, roles: Sequence[RoleSpec]) -> list[st
     database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
     for role in roles:
         conn.execute(role.create_statement())
-        for entry in role.config:
-            conn.execute(setting_statement(role.name, entry, None))
-        for entry in role.database_config:
-            conn.execute(setting_statement(role.name, entry, database))
+        notes += _copy_settings(conn, role, database)
         if role.superuser:
             notes.append(f"role {role.name} is a superuser on the source; created without it")
         if role.login:
             notes.append(f"login role {role.name} was created without a password: set one")
-        if role.config or role.database_config:
-            notes.append(
-                f"role {role.name}: settings copied from the source "
-                f"({', '.join(role.config + role.database_config)})"
-            )
     present = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
     existing = {(m.role, m.member) for m in role_memberships(conn, sorted(present))}
     for membership in _new_memberships(roles):

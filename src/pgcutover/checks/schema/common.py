@@ -30,20 +30,14 @@ class Side:
     """One database read inside a single read-only repeatable-read transaction, limited to
     the source's schemas (`schemas`), so every family sees one consistent catalog."""
 
-    role: str
-    label: str
     conn: psycopg.Connection
     schemas: tuple[str, ...]
     version: int
 
     def rows(self, query: str, **params: Any) -> list[tuple[Any, ...]]:
         """Run a catalog query; `%(schemas)s` is always bound to the compared schemas."""
-        return self.conn.execute(query, {"schemas": list(self.schemas), **params}).fetchall()  # type: ignore[arg-type]
-
-    def value(self, query: str, **params: Any) -> Any:
-        """The first column of the first row (None when there is no row)."""
-        found = self.rows(query, **params)
-        return found[0][0] if found else None
+        params = {"schemas": list(self.schemas), **params}
+        return self.conn.execute(query, params).fetchall()  # type: ignore[arg-type]
 
 
 @contextmanager
@@ -55,7 +49,7 @@ def snapshot(endpoint: Endpoint, role: str, schemas: Sequence[str]) -> Iterator[
         conn.read_only = True
         conn.execute("SELECT set_config('search_path', %s, true)", (SEARCH_PATH,))
         version = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
-        yield Side(role, endpoint.label, conn, tuple(schemas), version)
+        yield Side(conn, tuple(schemas), version)
     finally:
         conn.rollback()
         conn.close()

@@ -1,4 +1,5 @@
-"""Privileges on schemas, tables, views, sequences, columns and functions, per grantee.
+"""Privileges on schemas, tables, views, sequences, columns and functions, per grantee, and
+the default privileges future objects will get (ALTER DEFAULT PRIVILEGES).
 
 An object without an explicit ACL has its owner's and PUBLIC's defaults (acldefault), so
 "never granted" and "granted the defaults" compare equal. The owner is shown as `(owner)`:
@@ -14,7 +15,18 @@ from pgcutover.checks.schema.common import Side, failures_or, not_extension_memb
 from pgcutover.config import Settings
 
 #: acldefault() object kinds per family.
-KINDS = {"table": "r", "sequence": "s", "function": "f", "schema": "n"}
+KINDS = {"table": "r", "sequence": "s", "function": "f", "schema": "n", "type": "T"}
+#: pg_default_acl.defaclobjtype -> (what the statement names, family in KINDS).
+DEFAULT_OBJECTS = {
+    "r": ("tables", "table"),
+    "S": ("sequences", "sequence"),
+    "f": ("functions", "function"),
+    "T": ("types", "type"),
+    "n": ("schemas", "schema"),
+}
+DEFAULT_KIND = "default privileges on"
+#: Marks a built-in default privilege a database-wide default ACL takes away.
+REVOKED = "REVOKED "
 
 GRANTEE = """CASE WHEN acl.grantee = 0 THEN 'PUBLIC'
      WHEN acl.grantee = {owner} THEN '(owner)'
@@ -57,19 +69,58 @@ FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner)))
 WHERE n.nspname = ANY(%(schemas)s) AND {not_extension_member("pg_namespace", "n.oid")}
 """
 
+#: ALTER DEFAULT PRIVILEGES: what future objects get (Supabase grants its API roles this way).
+#: A per-schema entry only adds privileges. A database-wide entry (schema '*') replaces the
+#: built-in defaults, so it is read as its difference from them: the privileges it adds, and
+#: `REVOKED x` for the built-in ones it takes away (REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC).
+DEFAULTS = f"""
+WITH d AS (
+    SELECT d.defaclrole, d.defaclnamespace, d.defaclacl, d.defaclobjtype::text AS objtype,
+           acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' ELSE d.defaclobjtype END,
+                      d.defaclrole) AS builtin,
+           n.nspname
+    FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
+    WHERE d.defaclnamespace = 0 OR n.nspname = ANY(%(schemas)s)
+), items AS (
+    SELECT d.*, a.grantee, a.privilege_type, a.is_grantable
+    FROM d, aclexplode(d.defaclacl) a
+    WHERE d.defaclnamespace <> 0 OR NOT EXISTS (
+        SELECT 1 FROM aclexplode(d.builtin) b
+        WHERE (b.grantee, b.privilege_type, b.is_grantable)
+              = (a.grantee, a.privilege_type, a.is_grantable))
+    UNION ALL
+    SELECT d.*, b.grantee, 'REVOKED ' || b.privilege_type, b.is_grantable
+    FROM d, aclexplode(d.builtin) b
+    WHERE d.defaclnamespace = 0 AND NOT EXISTS (
+        SELECT 1 FROM aclexplode(d.defaclacl) a
+        WHERE (a.grantee, a.privilege_type, a.is_grantable)
+              = (b.grantee, b.privilege_type, b.is_grantable))
+)
+SELECT pg_get_userbyid(defaclrole) || '.' || coalesce(nspname, '*') || '.' || objtype,
+       '{DEFAULT_KIND} ' || objtype,
+       format('FOR ROLE %%I', pg_get_userbyid(defaclrole))
+       || coalesce(' IN SCHEMA ' || quote_ident(nspname), ''),
+       {GRANTEE.format(owner="defaclrole")}, privilege_type, is_grantable
+FROM items acl
+"""
+
 KNOWN = """SELECT DISTINCT privilege_type FROM aclexplode(acldefault(%(kind)s::"char", 10))"""
 
 Grants = dict[str, dict[str, set[str]]]
 
 
-def read_grants(side: Side) -> tuple[Grants, dict[str, tuple[str, str]]]:
+def read_grants(side: Side) -> tuple[Grants, dict[str, tuple[str, str, str]]]:
     """object -> grantee -> {"SELECT", "INSERT*" (* = with grant option), "SELECT(col)"};
-    and object -> (kind, SQL name)."""
+    and object -> (kind, SQL name, family in KINDS)."""
     grants: Grants = {}
-    objects: dict[str, tuple[str, str]] = {}
-    for query in (SCHEMAS, RELATIONS, FUNCTIONS):
+    objects: dict[str, tuple[str, str, str]] = {}
+    for query in (SCHEMAS, RELATIONS, FUNCTIONS, DEFAULTS):
         for name, kind, quoted, grantee, privilege, grantable in side.rows(query):
-            objects[name] = (kind, quoted)
+            family = "function" if kind == "procedure" else kind
+            if kind.startswith(DEFAULT_KIND):
+                what, family = DEFAULT_OBJECTS[kind.rsplit(" ", 1)[1]]
+                name, kind = f"{name[:-1]}{what}", f"{DEFAULT_KIND} {what}"
+            objects[name] = (kind, quoted, family)
             grants.setdefault(name, {}).setdefault(grantee, set()).add(
                 privilege + ("*" if grantable else "")
             )
@@ -82,32 +133,61 @@ def known_privileges(side: Side) -> dict[str, set[str]]:
 
 
 def _is_known(privilege: str, known: set[str]) -> bool:
-    return privilege.split("(")[0].rstrip("*") in known
+    return privilege.removeprefix(REVOKED).split("(")[0].rstrip("*") in known
+
+
+#: The word GRANT puts before an object's name, per kind.
+ON = {"sequence": "SEQUENCE ", "function": "FUNCTION ", "procedure": "PROCEDURE "}
+ON |= {"schema": "SCHEMA ", "type": "TYPE "}
+
+
+def _statement(kind: str, quoted: str, verb: str, privileges: str, who: str, suffix: str) -> str:
+    """One GRANT/REVOKE, or ALTER DEFAULT PRIVILEGES ... GRANT/REVOKE for default ACLs."""
+    preposition = "TO" if verb == "GRANT" else "FROM"
+    if kind.startswith(DEFAULT_KIND):
+        what = kind.rsplit(" ", 1)[1].upper()
+        return (
+            f"ALTER DEFAULT PRIVILEGES {quoted} {verb} {privileges} ON {what} "
+            f"{preposition} {who}{suffix};"
+        )
+    return f"{verb} {privileges} ON {ON.get(kind, '')}{quoted} {preposition} {who}{suffix};"
 
 
 def _grant_sql(privileges: set[str], kind: str, quoted: str, grantee: str, verb: str) -> str:
     """GRANT (or REVOKE) statements for a set of privileges, column ones apart; `*` marks a
     privilege held WITH GRANT OPTION."""
-    on = {"sequence": "SEQUENCE ", "function": "FUNCTION ", "procedure": "PROCEDURE "}
-    on |= {"schema": "SCHEMA "}
-    who = {"PUBLIC": "PUBLIC", "(owner)": f"<owner of {quoted}>"}.get(grantee, f'"{grantee}"')
-    preposition = "TO" if verb == "GRANT" else "FROM"
+    who = {"PUBLIC": "PUBLIC", "(owner)": "<the owner>"}.get(grantee, f'"{grantee}"')
+    revoked = {p.removeprefix(REVOKED) for p in privileges if p.startswith(REVOKED)}
+    if revoked:
+        flipped = "REVOKE" if verb == "GRANT" else "GRANT"
+        plain = {p for p in privileges if not p.startswith(REVOKED)}
+        undo = _grant_sql(revoked, kind, quoted, grantee, flipped)
+        return f"{_grant_sql(plain, kind, quoted, grantee, verb)} {undo}".strip()
     statements = []
     for option in (False, True):
         chosen = sorted(p.rstrip("*") for p in privileges if p.endswith("*") == option)
         suffix = " WITH GRANT OPTION" if option and verb == "GRANT" else ""
-        whole = [p for p in chosen if "(" not in p]
+        whole = ", ".join(p for p in chosen if "(" not in p)
         if whole:
-            statements.append(
-                f"{verb} {', '.join(whole)} ON {on.get(kind, '')}{quoted} {preposition} {who}"
-                f"{suffix};"
-            )
+            statements.append(_statement(kind, quoted, verb, whole, who, suffix))
         for column in (p for p in chosen if "(" in p):
             privilege, _, name = column.partition("(")
-            statements.append(
-                f"{verb} {privilege} ({name} ON {quoted} {preposition} {who}{suffix};"
-            )
+            statements.append(_statement(kind, quoted, verb, f"{privilege} ({name}", who, suffix))
     return " ".join(statements)
+
+
+def _check_id(kind: str, name: str) -> str:
+    family = "default_grant" if kind.startswith(DEFAULT_KIND) else "grant"
+    return f"schema.{family}.{name}"
+
+
+def _label(kind: str, name: str) -> str:
+    """`table public.documents`, or `future tables of postgres in schema public`."""
+    if not kind.startswith(DEFAULT_KIND):
+        return f"{kind} {name}"
+    role, schema, what = name.rsplit(".", 2)
+    where = "in every schema" if schema == "*" else f"in schema {schema}"
+    return f"default privileges for future {what} of {role} {where}"
 
 
 def _grantee_result(
@@ -118,10 +198,11 @@ def _grantee_result(
     parts += [f"has extra {', '.join(sorted(extra))}"] if extra else []
     fixes = [_grant_sql(missing, kind, quoted, grantee, "GRANT")] if missing else []
     fixes += [_grant_sql(extra, kind, quoted, grantee, "REVOKE")] if extra else []
+    legend = " (* = WITH GRANT OPTION)" if any("*" in p for p in missing | extra) else ""
     return result(
-        f"schema.grant.{name}.{grantee}",
+        f"{_check_id(kind, name)}.{grantee}",
         source == target,
-        f"{grantee} on {kind} {name}: the target {' and '.join(parts)} (* = WITH GRANT OPTION)",
+        f"{grantee} on {_label(kind, name)}: the target {' and '.join(parts)}{legend}",
         source=sorted(source),
         target=sorted(target),
         remedy=" ".join(fixes),
@@ -148,9 +229,9 @@ def _object_results(
 
     def summary() -> CheckResult:
         return result(
-            f"schema.grant.{name}",
+            _check_id(kind, name),
             True,
-            f"{kind} {name}: privileges of {len(source)} grantees match",
+            f"{_label(kind, name)}: privileges of {len(source)} grantees match",
             source={grantee: sorted(held) for grantee, held in sorted(source.items())},
             target={grantee: sorted(held) for grantee, held in sorted(target.items()) if held},
         )
@@ -159,16 +240,24 @@ def _object_results(
 
 
 def compare(source: Side, target: Side, settings: Settings) -> list[CheckResult]:
-    """Per object present on both sides: one pass, or one failure per differing grantee.
-    Missing objects are reported by their own family."""
-    source_grants, objects = read_grants(source)
-    target_grants, _ = read_grants(target)
+    """Per object present on both sides: one pass, or one failure per differing grantee
+    (missing objects are reported by their own family). Default privileges are compared on
+    either side: they have no other family."""
+    source_grants, source_objects = read_grants(source)
+    target_grants, target_objects = read_grants(target)
+    objects = {**target_objects, **source_objects}
     known = known_privileges(source)
+    defaults = {name for name, (kind, _, _) in objects.items() if kind.startswith(DEFAULT_KIND)}
+    names = (source_grants.keys() & target_grants.keys()) | defaults
     results: list[CheckResult] = []
-    for name in sorted(source_grants.keys() & target_grants.keys()):
-        kind, quoted = objects[name]
-        family = "function" if kind == "procedure" else kind
+    for name in sorted(names):
+        kind, quoted, family = objects[name]
         results += _object_results(
-            name, kind, quoted, source_grants[name], target_grants[name], known[family]
+            name,
+            kind,
+            quoted,
+            source_grants.get(name, {}),
+            target_grants.get(name, {}),
+            known[family],
         )
     return results
