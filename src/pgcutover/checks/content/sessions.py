@@ -61,8 +61,8 @@ def _open(endpoint: Endpoint, role: Role, snapshot: str | None) -> psycopg.Conne
     except psycopg.Error as error:
         conn.close()
         raise SnapshotError(
-            f"cannot read {endpoint.label} ({endpoint.safe_dsn()}) at snapshot {snapshot}: "
-            f"{endpoint.redact(str(error).strip())}",
+            f"cannot open a read-only snapshot{f' {snapshot}' if snapshot else ''} on "
+            f"{endpoint.label} ({endpoint.safe_dsn()}): {endpoint.redact(str(error).strip())}",
             "the transaction that exported the snapshot must stay open while it is read; "
             "the user needs SELECT on every table and BYPASSRLS (or to own the tables) "
             "so that row-level security hides nothing",
