@@ -124,6 +124,11 @@ def _truth(corpus: Corpus, shape: Shape, queries: QuerySet) -> Truth:
     )
 
 
+#: Workloads built in this process, by everything that determines them: the recall and the
+#: filtered checks ask for the same shape, and the second pays only for two fingerprints.
+_built: dict[tuple[Shape, str, str, str, RecallConfig], Workload] = {}
+
+
 def workload(
     source: psycopg.Connection,
     target: psycopg.Connection,
@@ -136,6 +141,25 @@ def workload(
     filters = (shape.filter_column,) if shape.filter_column else ()
     source_digest = groundtruth.fingerprint(source, shape, filters)
     target_digest = groundtruth.fingerprint(target, shape, filters)
+    key = (shape, source_digest, target_digest, golden[1], config)
+    if key not in _built:
+        _built[key] = _build_workload(
+            source, target, shape, golden, config, (source_digest, target_digest)
+        )
+    return _built[key]
+
+
+def _build_workload(
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    shape: Shape,
+    golden: tuple[np.ndarray, str],
+    config: RecallConfig,
+    digests: tuple[str, str],
+) -> Workload:
+    """Stream the vectors and compute the ground truth (the expensive part of `workload`)."""
+    source_digest, target_digest = digests
+    filters = (shape.filter_column,) if shape.filter_column else ()
     source_corpus = groundtruth.stream(source, shape, filters, source_digest)
     queries = build(shape, source_corpus, golden, config)
     source_truth = _truth(source_corpus, shape, queries)
