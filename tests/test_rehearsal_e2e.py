@@ -113,7 +113,8 @@ def test_xdist_workers_share_one_environment_and_one_report(pytester):
 
 
 def test_named_broken_target_is_no_go_naming_the_check(pytester, seeded_source, target_copy):
-    execute(target_copy, "DELETE FROM documents WHERE id = (SELECT id FROM documents ORDER BY id LIMIT 1)")
+    first_document = "SELECT id FROM documents ORDER BY id LIMIT 1"
+    execute(target_copy, f"DELETE FROM documents WHERE id = ({first_document})")
     write_targets(
         pytester,
         external_entry("dev", seeded_source, "DEV_PW")
