@@ -293,3 +293,43 @@ def test_ctrl_c_stops_the_servers_and_removes_the_work_folder(tmp_path):
         time.sleep(0.2)
     assert leftovers(tmp_path) == []
     assert process.returncode != 0
+
+
+def guide_env(endpoint, password: str, ssl: bool) -> str:
+    """The app's .env in the migration guide's format, pointing at `endpoint`."""
+    return (
+        f"RELATIONAL_DB_HOST={endpoint.host}\nRELATIONAL_DB_PORT={endpoint.port}\n"
+        f"RELATIONAL_DB_DATABASE={endpoint.dbname}\nRELATIONAL_DB_USERNAME={endpoint.user}\n"
+        f"RELATIONAL_DB_PASSWORD={password}\nRELATIONAL_DB_SSL={str(ssl).lower()}\n"
+        "VECTOR_DB_DIMENSIONS=384\nEMBEDDINGS_XENOVA_MODEL=Xenova/all-MiniLM-L6-v2\n"
+    )
+
+
+def test_targets_from_the_apps_env_files_verify_to_go(pytester, seeded_source, target_copy):
+    (pytester.path / ".env.dev").write_text(guide_env(seeded_source, seeded_source.password, False))
+    (pytester.path / ".env.staging").write_text(guide_env(target_copy, target_copy.password, False))
+    write_targets(
+        pytester,
+        "[targets.dev]\nenv_file = '.env.dev'\n[targets.staging]\nenv_file = '.env.staging'\n",
+    )
+    result = run_suites(pytester, "--source=dev", "--target=staging")
+    text = output(result)
+    assert result.ret == 0, text
+    report = signoff(pytester)
+    assert report["verdict"] == "GO"
+    assert report["migration"]["performed"] is False, "named targets are verified, not migrated"
+    assert report["target"]["label"] == "staging"
+    assert target_copy.password not in text
+
+
+def test_ssl_true_requires_tls(pytester, seeded_source, target_copy):
+    (pytester.path / ".env.dev").write_text(guide_env(seeded_source, seeded_source.password, False))
+    (pytester.path / ".env.prod").write_text(guide_env(target_copy, target_copy.password, True))
+    write_targets(
+        pytester, "[targets.dev]\nenv_file = '.env.dev'\n[targets.prod]\nenv_file = '.env.prod'\n"
+    )
+    result = run_suites(pytester, "--source=dev", "--target=prod")
+    text = output(result)
+    assert result.ret == 3, text
+    assert "TLS negotiation failed for prod" in text
+    assert "RELATIONAL_DB_SSL" in text and "Traceback" not in text
