@@ -333,3 +333,17 @@ def test_ssl_true_requires_tls(pytester, seeded_source, target_copy):
     assert result.ret == 3, text
     assert "TLS negotiation failed for prod" in text
     assert "RELATIONAL_DB_SSL" in text and "Traceback" not in text
+
+
+def test_a_named_source_migrates_into_a_throwaway_target(pytester, seeded_source):
+    write_targets(pytester, external_entry("dev", seeded_source, "DEV_PW"))
+    result = run_suites(pytester, "--source=dev", env={"DEV_PW": seeded_source.password})
+    text = output(result)
+    assert result.ret == 0, text
+    report = signoff(pytester)
+    assert report["verdict"] == "GO"
+    assert report["migration"]["performed"] and report["migration"]["ok"]
+    assert report["source"]["label"] == "dev"
+    assert report["target"]["server_version"].startswith("18.")
+    assert report["seed"] is None, "a named source is never seeded"
+    assert leftovers(pytester.path) == []
