@@ -60,3 +60,19 @@ def test_configured_dimensions_must_match_the_model(pair, settings):
     failed = failed_ids(vectors.check(pair, wrong))
     assert "vector_dimensions.configuration" in failed
     assert "vector_dimensions.public.vector_embeddings.embedding" in failed
+
+
+def test_expression_vector_indexes_are_discovered(pair, settings):
+    from pgcutover.catalog import ann_indexes
+    from pgcutover.db import connection
+
+    execute(
+        pair.target,
+        "CREATE INDEX idx_embedding_half ON vector_embeddings"
+        " USING hnsw ((embedding::halfvec(384)) halfvec_cosine_ops)",
+    )
+    with connection(pair.target, role="target") as conn:
+        found = {index.name: index for index in ann_indexes(conn, settings.ignored_schemas)}
+    assert found["idx_embedding_half"].column is None
+    assert found["idx_embedding_hnsw"].column == "embedding"
+    assert found["idx_embedding_hnsw"].operator == "<=>"

@@ -7,6 +7,16 @@ from dataclasses import dataclass
 
 import psycopg
 
+#: pgvector's approximate-nearest-neighbour index methods.
+VECTOR_METHODS = ("hnsw", "ivfflat")
+#: pgvector operator classes and the distance operator each one serves.
+OPCLASS_OPERATORS = {
+    "vector_cosine_ops": "<=>",
+    "vector_l2_ops": "<->",
+    "vector_ip_ops": "<#>",
+    "vector_l1_ops": "<+>",
+}
+
 
 @dataclass(frozen=True)
 class VectorColumn:
@@ -88,3 +98,43 @@ def available_extension(conn: psycopg.Connection, name: str) -> str | None:
 def server_version(conn: psycopg.Connection) -> str:
     """`server_version`, e.g. '18.6'."""
     return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class AnnIndex:
+    """An HNSW or ivfflat index on one vector column, with its operator class."""
+
+    schema: str
+    table: str
+    name: str
+    method: str
+    column: str | None
+    opclass: str
+    valid: bool
+    definition: str
+
+    @property
+    def operator(self) -> str | None:
+        return OPCLASS_OPERATORS.get(self.opclass)
+
+
+def ann_indexes(conn: psycopg.Connection, ignored: Sequence[str]) -> list[AnnIndex]:
+    """HNSW and ivfflat indexes with the column and operator class they serve (column None
+    for an expression index, e.g. on `embedding::halfvec(384)`)."""
+    rows = conn.execute(
+        """
+        SELECT n.nspname, t.relname, i.relname, am.amname, a.attname, oc.opcname,
+               x.indisvalid, pg_get_indexdef(i.oid)
+        FROM pg_index x
+        JOIN pg_class i ON i.oid = x.indexrelid
+        JOIN pg_class t ON t.oid = x.indrelid
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        JOIN pg_am am ON am.oid = i.relam
+        LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0]
+        JOIN pg_opclass oc ON oc.oid = x.indclass[0]
+        WHERE am.amname = ANY(%s) AND n.nspname <> ALL(%s)
+        ORDER BY 1, 2, 3
+        """,
+        (list(VECTOR_METHODS), list(ignored)),
+    ).fetchall()
+    return [AnnIndex(*row) for row in rows]

@@ -3,53 +3,24 @@ guide's "ensure HNSW index exists"). Full plan and recall checks live in the sea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import psycopg
-
+from pgcutover.catalog import AnnIndex, ann_indexes
 from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
 from pgcutover.config import Settings
 from pgcutover.db import connection
 
 AREA = "search"
-VECTOR_METHODS = ("hnsw", "ivfflat")
 
 
-@dataclass(frozen=True)
-class VectorIndex:
-    """An ANN index: its name, table, method, columns and definition."""
-
-    schema: str
-    name: str
-    table: str
-    method: str
-    valid: bool
-    definition: str
-
-
-def vector_indexes(conn: psycopg.Connection, ignored: tuple[str, ...]) -> dict[str, VectorIndex]:
-    """HNSW and ivfflat indexes by schema-qualified name."""
-    rows = conn.execute(
-        """
-        SELECT n.nspname, i.relname, t.relname, am.amname, x.indisvalid,
-               pg_get_indexdef(i.oid)
-        FROM pg_index x
-        JOIN pg_class i ON i.oid = x.indexrelid
-        JOIN pg_class t ON t.oid = x.indrelid
-        JOIN pg_namespace n ON n.oid = i.relnamespace
-        JOIN pg_am am ON am.oid = i.relam
-        WHERE am.amname = ANY(%s) AND n.nspname <> ALL(%s)
-        """,
-        (list(VECTOR_METHODS), list(ignored)),
-    ).fetchall()
-    return {f"{row[0]}.{row[1]}": VectorIndex(*row) for row in rows}
+def _by_name(indexes: list[AnnIndex]) -> dict[str, AnnIndex]:
+    """Indexes by schema-qualified name, as both sides are paired."""
+    return {f"{index.schema}.{index.name}": index for index in indexes}
 
 
 def _compare(pair: Pair, settings: Settings) -> list[CheckResult]:
     with connection(pair.source, role="source") as conn:
-        source = vector_indexes(conn, settings.ignored_schemas)
+        source = _by_name(ann_indexes(conn, settings.ignored_schemas))
     with connection(pair.target, role="target") as conn:
-        target = vector_indexes(conn, settings.ignored_schemas)
+        target = _by_name(ann_indexes(conn, settings.ignored_schemas))
     remedy = (
         "CREATE INDEX IF NOT EXISTS idx_embedding_hnsw ON vector_embeddings USING hnsw "
         "(embedding vector_cosine_ops); then ANALYZE (the guide's 'slow queries' remedy)"

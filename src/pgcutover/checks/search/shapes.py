@@ -11,21 +11,20 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgcutover.catalog import VectorColumn, vector_columns
+from pgcutover.catalog import (
+    OPCLASS_OPERATORS,
+    AnnIndex,
+    VectorColumn,
+    ann_indexes,
+    vector_columns,
+)
 from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
-from pgcutover.checks.vector_indexes import VECTOR_METHODS
 from pgcutover.config import FIXTURES_DIR, Settings
 from pgcutover.db import connection
 from pgcutover.errors import ConfigError
 
 AREA = "search"
 #: pgvector's distance operators, by the operator class an index is built with.
-OPCLASS_OPERATORS = {
-    "vector_cosine_ops": "<=>",
-    "vector_l2_ops": "<->",
-    "vector_ip_ops": "<#>",
-    "vector_l1_ops": "<+>",
-}
 OPERATORS = tuple(OPCLASS_OPERATORS.values())
 #: The query-time knob that trades recall for speed, per index method.
 SWEEP_SETTINGS = {"hnsw": "hnsw.ef_search", "ivfflat": "ivfflat.probes"}
@@ -119,24 +118,6 @@ class SearchConfig:
     latency: LatencyConfig
     drift: DriftConfig
     smoke: SmokeConfig
-
-
-@dataclass(frozen=True)
-class AnnIndex:
-    """An HNSW or ivfflat index on one vector column, with its operator class."""
-
-    schema: str
-    table: str
-    name: str
-    method: str
-    column: str
-    opclass: str
-    valid: bool
-    definition: str
-
-    @property
-    def operator(self) -> str | None:
-        return OPCLASS_OPERATORS.get(self.opclass)
 
 
 def _value(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
@@ -249,27 +230,6 @@ def load(settings: Settings) -> SearchConfig:
             question=_value(smoke, "question", str, "search.smoke"),
         ),
     )
-
-
-def ann_indexes(conn: psycopg.Connection, ignored: Sequence[str]) -> list[AnnIndex]:
-    """HNSW and ivfflat indexes with the column and operator class they serve."""
-    rows = conn.execute(
-        """
-        SELECT n.nspname, t.relname, i.relname, am.amname, a.attname, oc.opcname,
-               x.indisvalid, pg_get_indexdef(i.oid)
-        FROM pg_index x
-        JOIN pg_class i ON i.oid = x.indexrelid
-        JOIN pg_class t ON t.oid = x.indrelid
-        JOIN pg_namespace n ON n.oid = t.relnamespace
-        JOIN pg_am am ON am.oid = i.relam
-        JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0]
-        JOIN pg_opclass oc ON oc.oid = x.indclass[0]
-        WHERE am.amname = ANY(%s) AND n.nspname <> ALL(%s)
-        ORDER BY 1, 2, 3
-        """,
-        (list(VECTOR_METHODS), list(ignored)),
-    ).fetchall()
-    return [AnnIndex(*row) for row in rows]
 
 
 def index_for(shape: Shape, indexes: Sequence[AnnIndex]) -> AnnIndex | None:
