@@ -16,6 +16,8 @@ import psycopg
 
 from pgcutover.errors import ConnectionProblem
 
+#: Which side of the migration a connection reads: a source connection refuses writes.
+DataRole = Literal["source", "target"]
 Role = Literal["source", "target", "admin"]
 
 

@@ -21,7 +21,7 @@ from pgcutover.catalog import server_version
 from pgcutover.config import Settings
 from pgcutover.dataset.embedder import Embedder
 from pgcutover.dataset.seed import seed
-from pgcutover.db import Endpoint, connect, connection
+from pgcutover.db import DataRole, Endpoint, connect, connection
 from pgcutover.errors import PgcutoverError
 from pgcutover.migrate.runner import MigrationResult, migrate, not_performed
 from pgcutover.providers import start_server, stop_from_state
@@ -90,11 +90,11 @@ def stop_servers(workdir: Path) -> None:
         stop_from_state(state)
 
 
-def describe(endpoint: Endpoint, role: str) -> dict[str, Any]:
+def describe(endpoint: Endpoint, role: DataRole) -> dict[str, Any]:
     """Facts for the report header: label, version, extensions, database size."""
     facts: dict[str, Any] = {"label": endpoint.label, "dsn": endpoint.safe_dsn()}
     try:
-        with connection(endpoint, role="source" if role == "source" else "target") as conn:
+        with connection(endpoint, role=role) as conn:
             facts["server_version"] = server_version(conn)
             facts["extensions"] = dict(
                 conn.execute("SELECT extname, extversion FROM pg_extension ORDER BY 1").fetchall()

@@ -19,7 +19,7 @@ from _pytest.junitxml import xml_key
 from pgcutover.checks.base import UNKNOWN as STATUS_UNKNOWN
 from pgcutover.checks.base import CheckResult, Pair, describe, failures
 from pgcutover.config import OPTIONS, Environment, Settings, build_settings, resolve_environment
-from pgcutover.db import Endpoint, connection
+from pgcutover.db import DataRole, Endpoint, connection
 from pgcutover.environment import (
     RunEnvironment,
     load_environment,
@@ -256,11 +256,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     run = _session(session.config)
     if not run.owner:
         return
-    for role, environment in (("source", run.settings.source), ("target", run.settings.target)):
+    sides: tuple[tuple[DataRole, Environment | None], ...] = (
+        ("source", run.settings.source),
+        ("target", run.settings.target),
+    )
+    for role, environment in sides:
         if environment is None:
             continue
         try:
-            with connection(environment.endpoint, role="source" if role == "source" else "target"):
+            with connection(environment.endpoint, role=role):
                 pass
         except PgcutoverError as error:
             run.record(
@@ -380,7 +384,7 @@ def _build_report(run: RunSession) -> RunReport:
     )
 
 
-def _facts(environment: Environment | None, role: str) -> dict[str, Any]:
+def _facts(environment: Environment | None, role: DataRole) -> dict[str, Any]:
     if environment is None:
         return {"label": f"embedded {role} (not started)"}
     return describe_endpoint(environment.endpoint, role)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pgcutover.catalog import available_extension, extension_version, server_version
 from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
 from pgcutover.config import Settings
-from pgcutover.db import Endpoint, connection
+from pgcutover.db import DataRole, Endpoint, connection
 
 AREA = "connectivity"
 
 
-def _side(endpoint: Endpoint, role: str) -> list[CheckResult]:
-    with connection(endpoint, role="source" if role == "source" else "target") as conn:
+def _side(endpoint: Endpoint, role: DataRole) -> list[CheckResult]:
+    with connection(endpoint, role=role) as conn:
         version = server_version(conn)
         installed = extension_version(conn, "vector")
         available = available_extension(conn, "vector")

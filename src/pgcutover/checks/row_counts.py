@@ -8,14 +8,14 @@ from psycopg import sql
 from pgcutover.catalog import user_tables
 from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
 from pgcutover.config import Settings
-from pgcutover.db import Endpoint, connection
+from pgcutover.db import DataRole, Endpoint, connection
 
 AREA = "parity"
 
 
-def table_counts(endpoint: Endpoint, role: str, ignored: tuple[str, ...]) -> dict[str, int]:
+def table_counts(endpoint: Endpoint, role: DataRole, ignored: tuple[str, ...]) -> dict[str, int]:
     """Exact count(*) of every user table, read in one repeatable-read snapshot."""
-    with connection(endpoint, role="source" if role == "source" else "target") as conn:
+    with connection(endpoint, role=role) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         counts = {}
         for schema, table in user_tables(conn, ignored):

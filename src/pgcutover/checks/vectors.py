@@ -9,7 +9,7 @@ from pgcutover.catalog import VectorColumn, vector_columns
 from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
 from pgcutover.config import Settings
 from pgcutover.dataset.embedder import model_dimension
-from pgcutover.db import connection
+from pgcutover.db import Endpoint, connection
 
 AREA = "vectors"
 REMEDY = (
@@ -19,12 +19,12 @@ REMEDY = (
 )
 
 
-def _stored_dims(endpoint_role: str, pair: Pair, column: VectorColumn) -> list[int]:
-    endpoint = pair.source if endpoint_role == "source" else pair.target
+def _stored_dims(endpoint: Endpoint, column: VectorColumn) -> list[int]:
+    """The distinct dimensions of the vectors stored in a column on the target."""
     query = sql.SQL(
         "SELECT DISTINCT vector_dims({col}) FROM {tbl} WHERE {col} IS NOT NULL ORDER BY 1"
     ).format(col=sql.Identifier(column.column), tbl=sql.Identifier(column.schema, column.table))
-    with connection(endpoint, role="source" if endpoint_role == "source" else "target") as conn:
+    with connection(endpoint, role="target") as conn:
         return [int(row[0]) for row in conn.execute(query).fetchall()]
 
 
@@ -62,7 +62,7 @@ def _compare(pair: Pair, settings: Settings) -> list[CheckResult]:
                 )
             )
             continue
-        stored = _stored_dims("target", pair, dst)
+        stored = _stored_dims(pair.target, dst)
         declared = {"source": src.dimensions if src else None, "target": dst.dimensions}
         agree = (
             src is not None

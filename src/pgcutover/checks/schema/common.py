@@ -12,7 +12,7 @@ import psycopg
 from psycopg import IsolationLevel
 
 from pgcutover.checks.base import CheckResult, outcome
-from pgcutover.db import Endpoint, connect
+from pgcutover.db import DataRole, Endpoint, connect
 
 AREA = "schema"
 #: Both sides render catalog text (types, expressions, definitions) under the same search
@@ -41,9 +41,9 @@ class Side:
 
 
 @contextmanager
-def snapshot(endpoint: Endpoint, role: str, schemas: Sequence[str]) -> Iterator[Side]:
+def snapshot(endpoint: Endpoint, role: DataRole, schemas: Sequence[str]) -> Iterator[Side]:
     """Open a side: read-only, repeatable read, fixed search_path; always closed."""
-    conn = connect(endpoint, role="source" if role == "source" else "target", autocommit=False)
+    conn = connect(endpoint, role=role, autocommit=False)
     try:
         conn.isolation_level = IsolationLevel.REPEATABLE_READ
         conn.read_only = True
