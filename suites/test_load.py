@@ -3,15 +3,18 @@ measured with locust against both sides (fixtures/load.toml)."""
 
 import pytest
 
-from pgcutover.load import during_dump, slo
 from pgcutover.load.config import load_config
 
 
 def test_load_service_levels(pgcutover):
-    pgcutover.verify(lambda pair, settings: slo.check(pair, settings, pgcutover.artefact))
+    pgcutover.verify("load")
 
 
 def test_load_during_dump(pgcutover):
-    if not load_config(pgcutover.settings).during_dump.enabled:
+    from pgcutover.load import during_dump
+
+    if not load_config(pgcutover.settings, pgcutover.environment.inventory).during_dump.enabled:
         pytest.skip("opt-in: set [load.during_dump] enabled = true in targets.toml")
-    pgcutover.verify(lambda pair, settings: during_dump.check(pair, settings, pgcutover.artefact))
+    pgcutover.verify_extra(
+        lambda pair, settings: during_dump.check(pair, settings, pgcutover.artefact)
+    )

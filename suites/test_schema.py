@@ -1,7 +1,10 @@
-"""Schema and object parity: every object of every migrated schema, compared in the catalogs."""
-
-from pgcutover.checks import schema
+"""Schema and object parity: every object of every migrated schema, compared in the catalogs;
+database- and role-level settings that change the app's results or plans."""
 
 
 def test_schema_parity(pgcutover):
-    pgcutover.verify(schema.check)
+    pgcutover.verify("schema")
+
+
+def test_settings_parity(pgcutover):
+    pgcutover.verify("settings")

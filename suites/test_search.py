@@ -4,7 +4,7 @@ queries, latency, embedding drift and the guide's step-6 smoke test (fixtures/se
 import pytest
 from filelock import FileLock
 
-from pgcutover.checks.search import drift, filtered, latency, plans, recall, smoke
+from pgcutover.checks.search import drift
 
 
 @pytest.fixture(scope="session")
@@ -15,30 +15,30 @@ def search(pgcutover):
         workdir = pgcutover.session.workdir
         with FileLock(str(workdir / "reindex.lock")):
             if not (workdir / "reindex.done").exists():
-                pgcutover.verify(drift.reindex)
+                pgcutover.verify_extra(drift.reindex)
                 (workdir / "reindex.done").touch()
     return pgcutover
 
 
 def test_search_plans(search):
-    search.verify(plans.check)
+    search.verify("search.plan")
 
 
 def test_search_recall(search):
-    search.verify(recall.check)
+    search.verify("search.recall")
 
 
 def test_search_filtered_through_the_index(search):
-    search.verify(filtered.check)
+    search.verify("search.filtered")
 
 
 def test_search_latency(search):
-    search.verify(latency.check)
+    search.verify("search.latency")
 
 
 def test_embedding_drift(search):
-    search.verify(drift.check)
+    search.verify("search.drift")
 
 
 def test_application_smoke(search):
-    search.verify(smoke.check)
+    search.verify("search.smoke")

@@ -11,11 +11,23 @@ import psycopg
 VECTOR_METHODS = ("hnsw", "ivfflat")
 #: pgvector operator classes and the distance operator each one serves.
 OPCLASS_OPERATORS = {
-    "vector_cosine_ops": "<=>",
-    "vector_l2_ops": "<->",
-    "vector_ip_ops": "<#>",
-    "vector_l1_ops": "<+>",
+    f"{kind}_{metric}_ops": operator
+    for kind in ("vector", "halfvec", "sparsevec")
+    for metric, operator in (("cosine", "<=>"), ("l2", "<->"), ("ip", "<#>"), ("l1", "<+>"))
+} | {"bit_hamming_ops": "<~>", "bit_jaccard_ops": "<%>"}
+#: pgvector's distance operators, by a short name for shape names.
+OPERATOR_NAMES = {
+    "<=>": "cosine",
+    "<->": "l2",
+    "<#>": "ip",
+    "<+>": "l1",
+    "<~>": "hamming",
+    "<%>": "jaccard",
 }
+#: The operator a search orders by when no index tells which one the app uses.
+DEFAULT_OPERATORS = {"vector": "<=>", "halfvec": "<=>", "sparsevec": "<=>", "bit": "<~>"}
+#: Operator classes of text-search indexes, by the kind of search they serve.
+TRIGRAM_OPCLASSES = ("gin_trgm_ops", "gist_trgm_ops")
 
 
 @dataclass(frozen=True)
@@ -102,7 +114,9 @@ def server_version(conn: psycopg.Connection) -> str:
 
 @dataclass(frozen=True)
 class AnnIndex:
-    """An HNSW or ivfflat index on one vector column, with its operator class."""
+    """An HNSW or ivfflat index on one vector column, with its operator class; `expression`
+    is the indexed expression of an expression index (e.g. `(embedding)::halfvec(384)`), and
+    `input_type` the type its operator class takes (what a query must cast its value to)."""
 
     schema: str
     table: str
@@ -112,29 +126,88 @@ class AnnIndex:
     opclass: str
     valid: bool
     definition: str
+    expression: str | None = None
+    input_type: str = "vector"
+    input_type_schema: str = "public"
+    options: tuple[str, ...] = ()
 
     @property
     def operator(self) -> str | None:
         return OPCLASS_OPERATORS.get(self.opclass)
 
 
+#: The column an index reads: its first key column, or for an expression index the column
+#: the expression depends on.
+_INDEXED_COLUMN = """
+coalesce(a.attname, (SELECT da.attname FROM pg_depend d
+         JOIN pg_attribute da ON da.attrelid = d.refobjid AND da.attnum = d.refobjsubid
+         WHERE d.classid = 'pg_class'::regclass AND d.objid = i.oid
+           AND d.refclassid = 'pg_class'::regclass AND d.refobjid = t.oid
+           AND d.refobjsubid > 0 ORDER BY d.refobjsubid LIMIT 1))
+"""
+
+
 def ann_indexes(conn: psycopg.Connection, ignored: Sequence[str]) -> list[AnnIndex]:
-    """HNSW and ivfflat indexes with the column and operator class they serve (column None
-    for an expression index, e.g. on `embedding::halfvec(384)`)."""
+    """HNSW and ivfflat indexes with the column and operator class they serve (and, for an
+    expression index such as one on `embedding::halfvec(384)`, the expression)."""
     rows = conn.execute(
-        """
-        SELECT n.nspname, t.relname, i.relname, am.amname, a.attname, oc.opcname,
-               x.indisvalid, pg_get_indexdef(i.oid)
+        f"""
+        SELECT n.nspname, t.relname, i.relname, am.amname, {_INDEXED_COLUMN}, oc.opcname,
+               x.indisvalid, pg_get_indexdef(i.oid),
+               CASE WHEN x.indkey[0] = 0 THEN pg_get_indexdef(i.oid, 1, true) END,
+               it.typname, itn.nspname, coalesce(i.reloptions, '{{}}')
         FROM pg_index x
         JOIN pg_class i ON i.oid = x.indexrelid
         JOIN pg_class t ON t.oid = x.indrelid
         JOIN pg_namespace n ON n.oid = t.relnamespace
         JOIN pg_am am ON am.oid = i.relam
         LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0]
+            AND x.indkey[0] <> 0
         JOIN pg_opclass oc ON oc.oid = x.indclass[0]
+        JOIN pg_type it ON it.oid = oc.opcintype
+        JOIN pg_namespace itn ON itn.oid = it.typnamespace
         WHERE am.amname = ANY(%s) AND n.nspname <> ALL(%s)
         ORDER BY 1, 2, 3
         """,
         (list(VECTOR_METHODS), list(ignored)),
     ).fetchall()
-    return [AnnIndex(*row) for row in rows]
+    return [AnnIndex(*row[:-1], options=tuple(row[-1])) for row in rows]
+
+
+@dataclass(frozen=True)
+class TextIndex:
+    """A GIN or GiST index serving text search: `trigram` (pg_trgm, LIKE/ILIKE/similarity)
+    or `tsvector` (full text, @@); `expression` is what it indexes, as SQL."""
+
+    schema: str
+    table: str
+    name: str
+    method: str
+    kind: str
+    opclass: str
+    expression: str
+    valid: bool
+    definition: str
+
+
+def text_indexes(conn: psycopg.Connection, ignored: Sequence[str]) -> list[TextIndex]:
+    """Trigram and tsvector indexes (the keyword half of hybrid search)."""
+    rows = conn.execute(
+        """
+        SELECT n.nspname, t.relname, i.relname, am.amname,
+               CASE WHEN oc.opcname = ANY(%s) THEN 'trigram' ELSE 'tsvector' END, oc.opcname,
+               pg_get_indexdef(i.oid, 1, true), x.indisvalid, pg_get_indexdef(i.oid)
+        FROM pg_index x
+        JOIN pg_class i ON i.oid = x.indexrelid
+        JOIN pg_class t ON t.oid = x.indrelid
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        JOIN pg_am am ON am.oid = i.relam
+        JOIN pg_opclass oc ON oc.oid = x.indclass[0]
+        WHERE am.amname IN ('gin', 'gist') AND x.indnkeyatts = 1 AND n.nspname <> ALL(%s)
+          AND (oc.opcname = ANY(%s) OR oc.opcintype = 'tsvector'::regtype)
+          AND t.relkind IN ('r', 'p') AND NOT t.relispartition
+        ORDER BY 1, 2, 3
+        """,
+        (list(TRIGRAM_OPCLASSES), list(ignored), list(TRIGRAM_OPCLASSES)),
+    ).fetchall()
+    return [TextIndex(*row) for row in rows]

@@ -131,6 +131,14 @@ OPTIONS: tuple[Option, ...] = (
         "needs --allow-destructive)",
     ),
     Option(
+        "test_writes",
+        switch,
+        False,
+        "run the smoke test's writes (rolled back) and the load test's write shapes on a target "
+        "pgcutover did not create: even rolled back, they take locks, use sequence values and "
+        "leave dead index entries",
+    ),
+    Option(
         "content_mode",
         str,
         None,
@@ -175,6 +183,9 @@ class Settings:
     targets_file: Path
     content_mode: str | None = None
     reindex: bool = False
+    test_writes: bool = False
+    #: True when VECTOR_DB_DIMENSIONS came from an environment, not the default.
+    vector_dimensions_configured: bool = False
 
     @property
     def rehearsal(self) -> bool:
@@ -412,11 +423,11 @@ def build_settings(
             "--provider=external needs both --source and --target",
             "name both environments from targets.toml",
         )
-    if source and target and source.endpoint.same_database_as(target.endpoint):
+    if source and target and source.name == target.name:
         raise ConfigError(
-            f"source {source.name!r} and target {target.name!r} are the same database "
-            f"({target.endpoint.safe_dsn()})",
-            "point the target at a different database",
+            f"--source and --target both name {source.name!r}: a database cannot be migrated "
+            "into itself",
+            "name the target environment with --target",
         )
     target_ephemeral = target is None
     if migrate is None:
@@ -460,4 +471,6 @@ def build_settings(
         targets_file=targets_file,
         content_mode=values["content_mode"],
         reindex=values["reindex"],
+        test_writes=values["test_writes"],
+        vector_dimensions_configured=bool(configured and configured.vector_dimensions),
     )

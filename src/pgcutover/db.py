@@ -82,13 +82,6 @@ class Endpoint:
         """The same server, another database."""
         return replace(self, dbname=dbname)
 
-    def same_database_as(self, other: Endpoint) -> bool:
-        """True when both point at one database (source equal to target is refused)."""
-        local = {"localhost", "127.0.0.1", "::1"}
-        host_a = "localhost" if self.host in local else self.host
-        host_b = "localhost" if other.host in local else other.host
-        return (host_a, self.port, self.dbname) == (host_b, other.port, other.dbname)
-
     def redact(self, text: str) -> str:
         """Remove this endpoint's password from a text (server or tool output)."""
         if self.password:
@@ -131,16 +124,25 @@ def connect(
     role: Role,
     autocommit: bool = True,
     options: str = "",
+    application_name: str | None = None,
 ) -> psycopg.Connection:
     """Open a connection; a `source` connection refuses writes at the server.
 
+    Source and target connections read with row_security = off: where row-level security
+    would hide rows from the role, a query fails ("query would be affected by row-level
+    security policy") instead of silently counting fewer rows; checks turn that into
+    `unknown` with the remedy (see checks.base.guarded). `options` may turn it back on.
     Prepared statements are disabled (prepare_threshold=None): a plan prepared under one
     planner setting would otherwise be reused under another (see ENVIRONMENT.md).
     """
     server_options = options
+    if role != "admin":
+        server_options = f"-c row_security=off {options}".strip()
     if role == "source":
-        server_options = f"{options} -c default_transaction_read_only=on".strip()
+        server_options = f"{server_options} -c default_transaction_read_only=on"
     extra = {"options": server_options} if server_options else {}
+    if application_name is not None:
+        extra["application_name"] = application_name
     try:
         conn = psycopg.connect(endpoint.conninfo(**extra), autocommit=autocommit)
     except psycopg.OperationalError as error:
@@ -151,10 +153,10 @@ def connect(
 
 @contextmanager
 def connection(
-    endpoint: Endpoint, *, role: Role, options: str = ""
+    endpoint: Endpoint, *, role: Role, options: str = "", application_name: str | None = None
 ) -> Iterator[psycopg.Connection]:
     """`connect` as a context manager that always closes."""
-    conn = connect(endpoint, role=role, options=options)
+    conn = connect(endpoint, role=role, options=options, application_name=application_name)
     try:
         yield conn
     finally:

@@ -18,11 +18,14 @@ from filelock import FileLock
 from psycopg import sql
 
 from pgcutover.catalog import server_version
+from pgcutover.checks.registry import blocked_by
 from pgcutover.config import Settings
 from pgcutover.dataset.embedder import Embedder
 from pgcutover.dataset.seed import seed
 from pgcutover.db import DataRole, Endpoint, connect, connection
 from pgcutover.errors import PgcutoverError
+from pgcutover.identity import refuse_same_database
+from pgcutover.inventory import Inventory, discover
 from pgcutover.migrate.runner import MigrationResult, migrate, not_performed
 from pgcutover.providers import start_server, stop_from_state
 from pgcutover.providers.base import Server
@@ -36,21 +39,26 @@ SERVERS_FILE = "servers.json"
 
 @dataclass
 class RunEnvironment:
-    """Endpoints of the two application databases and what happened to them."""
+    """Endpoints of the two application databases, what the source holds, and what happened
+    to them; `blocked` says why the target cannot be judged (None when it can)."""
 
     source: Endpoint
     target: Endpoint
+    inventory: Inventory
     migration: MigrationResult
-    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
     seed: dict[str, Any] | None = None
+    blocked: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "source": asdict(self.source),
             "target": asdict(self.target),
+            "inventory": self.inventory.to_json(),
             "migration": self.migration.to_json(),
             "facts": self.facts,
             "seed": self.seed,
+            "blocked": self.blocked,
         }
 
     @classmethod
@@ -58,9 +66,11 @@ class RunEnvironment:
         return cls(
             source=Endpoint(**data["source"]),
             target=Endpoint(**data["target"]),
+            inventory=Inventory.from_json(data["inventory"]),
             migration=MigrationResult.from_json(data["migration"]),
             facts=data["facts"],
             seed=data["seed"],
+            blocked=data["blocked"],
         )
 
 
@@ -137,23 +147,35 @@ def _embedded_target(settings: Settings, workdir: Path) -> Endpoint:
 
 
 def provision(settings: Settings, workdir: Path) -> RunEnvironment:
-    """Start or connect both sides, seed a rehearsal source, and migrate when asked."""
+    """Start or connect both sides, seed a rehearsal source, read its inventory, and migrate
+    when asked (after making sure the target is not the source)."""
     seeded = None
     if settings.source is None:
         source, seeded = _embedded_source(settings, workdir)
     else:
         source = settings.source.endpoint
     target = settings.target.endpoint if settings.target else _embedded_target(settings, workdir)
+    relation = refuse_same_database(source, target)
+    with connection(source, role="source") as conn:
+        inventory = discover(conn, settings)
     if settings.migrate:
-        migration = migrate(source, target, settings)
+        migration = migrate(source, target, settings, inventory)
     else:
         migration = not_performed("verifying an already-migrated target (--no-migrate)")
+    facts: dict[str, Any] = {
+        "source": describe(source, "source"),
+        "target": describe(target, "target"),
+        "shared_server": relation.same_server,
+        "relation": relation.evidence,
+    }
     return RunEnvironment(
         source=source,
         target=target,
+        inventory=inventory,
         migration=migration,
-        facts={"source": describe(source, "source"), "target": describe(target, "target")},
+        facts=facts,
         seed=seeded,
+        blocked=blocked_by(migration, target, inventory),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from _pytest.junitxml import xml_key
 
+from pgcutover.checks import registry
 from pgcutover.checks.base import UNKNOWN as STATUS_UNKNOWN
 from pgcutover.checks.base import CheckResult, Pair, describe, failures
 from pgcutover.config import OPTIONS, Environment, Settings, build_settings, resolve_environment
@@ -34,11 +35,14 @@ from pgcutover.errors import ConfigError, PgcutoverError
 from pgcutover.report import pytesthtml
 from pgcutover.report.model import RunReport
 from pgcutover.report.terminal import summary_lines, verdict_line
-from pgcutover.report.writer import mirror_latest, write_report
+from pgcutover.report.writer import latest_verdict, mirror_latest, write_report
 
 SESSION_PLUGIN = "pgcutover-session"
 JUNIT = "junit.xml"
 RESULTS_DIR = "results"
+SELECTION_FILE = "selection.json"
+#: The family a chaos-only run (`-m chaos`) must report instead of the sign-off's families.
+CHAOS = "chaos"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -134,13 +138,16 @@ class RunSession:
                 raise
         return self._environment
 
-    def record(self, results: list[CheckResult]) -> list[CheckResult]:
-        """Append results to this worker's file; the owner merges all files at the end."""
+    def record(self, results: list[CheckResult], family: str | None = None) -> list[CheckResult]:
+        """Append results (and, when given, that `family` reported) to this worker's file;
+        the owner merges all files at the end."""
         folder = self.workdir / RESULTS_DIR
         folder.mkdir(exist_ok=True)
         with (folder / f"{self.worker_id}.jsonl").open("a") as handle:
             for result in results:
                 handle.write(json.dumps(result.to_json(), default=str) + "\n")
+            if family is not None:
+                handle.write(json.dumps({"family": family}) + "\n")
         return results
 
     def artefact(self, label: str, filename: str) -> Path:
@@ -160,15 +167,30 @@ class RunSession:
         entries = [json.loads(line) for line in path.read_text().splitlines()]
         return {entry["label"]: entry["path"] for entry in entries}
 
+    def _lines(self) -> list[dict[str, Any]]:
+        folder = self.workdir / RESULTS_DIR
+        paths = sorted(folder.glob("*.jsonl")) if folder.exists() else []
+        return [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+
     def recorded(self) -> list[CheckResult]:
         """Every worker's results; a check recorded twice keeps its last result."""
         merged: dict[str, CheckResult] = {}
-        folder = self.workdir / RESULTS_DIR
-        for path in sorted(folder.glob("*.jsonl")) if folder.exists() else []:
-            for line in path.read_text().splitlines():
-                result = CheckResult.from_json(json.loads(line))
+        for entry in self._lines():
+            if "family" not in entry:
+                result = CheckResult.from_json(entry)
                 merged[result.id] = result
         return list(merged.values())
+
+    def reported_families(self) -> set[str]:
+        """The check families that ran to the end in any worker."""
+        return {entry["family"] for entry in self._lines() if "family" in entry}
+
+    def required_families(self) -> tuple[str, ...]:
+        """What this run must report before it may say GO: every sign-off family, or the
+        chaos scenarios when the run selected only those (`-m chaos`)."""
+        path = self.workdir / SELECTION_FILE
+        chaos_only = path.exists() and json.loads(path.read_text())["chaos_only"]
+        return (CHAOS,) if chaos_only else registry.NAMES
 
     def rehearsed(self) -> bool:
         """True when this run provisioned or checked anything (unit-test runs write nothing)."""
@@ -282,9 +304,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             pytest.exit(f"{error}\nNO-GO report: {run.run_dir / 'signoff.html'}", returncode=3)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Record what this run selected: a chaos-only run owes the chaos family, not the
+    sign-off's (every process collects the same items; the first one writes)."""
+    run = _session(session.config)
+    path = run.workdir / SELECTION_FILE
+    if path.exists() or not session.items:
+        return
+    chaos_only = all(item.get_closest_marker(CHAOS) for item in session.items)
+    path.write_text(json.dumps({"chaos_only": chaos_only, "items": len(session.items)}))
+
+
 @dataclass
 class Rehearsal:
-    """What a suite test gets: the pair of databases, settings, and a way to verify."""
+    """What a suite test gets: the pair of databases (with the source's inventory), settings,
+    and a way to run a check family."""
 
     environment: RunEnvironment
     settings: Settings
@@ -292,14 +327,34 @@ class Rehearsal:
 
     @property
     def pair(self) -> Pair:
-        return Pair(self.environment.source, self.environment.target)
+        return Pair(self.environment.source, self.environment.target, self.environment.inventory)
 
     def artefact(self, label: str, filename: str) -> Path:
         """Where to write a file the sign-off links to (see RunSession.artefact)."""
         return self.session.artefact(label, filename)
 
-    def verify(self, check: Callable[[Pair, Settings], list[CheckResult]]) -> list[CheckResult]:
-        """Run a check, record its results for the sign-off, fail the test on a blocker."""
+    def context(self) -> registry.Context:
+        """What the check families need (see checks/registry.py)."""
+        return registry.Context(
+            pair=self.pair,
+            settings=self.settings,
+            migration=self.environment.migration,
+            blocked=self.environment.blocked,
+            artefact=self.artefact,
+        )
+
+    def verify(self, family: str) -> list[CheckResult]:
+        """Run a check family, record its results and that it reported, fail the test on a
+        blocker."""
+        results = self.session.record(registry.run(family, self.context()), family)
+        if failures(results):
+            pytest.fail(describe(results), pytrace=False)
+        return results
+
+    def verify_extra(
+        self, check: Callable[[Pair, Settings], list[CheckResult]]
+    ) -> list[CheckResult]:
+        """Run an opt-in check outside the sign-off's families (e.g. load during the dump)."""
         results = self.session.record(check(self.pair, self.settings))
         if failures(results):
             pytest.fail(describe(results), pytrace=False)
@@ -346,7 +401,18 @@ def environment_fixture(name: str) -> Callable[..., Environment]:
     return _fixture
 
 
-def _build_report(run: RunSession) -> RunReport:
+def _completeness(run: RunSession, interrupted: bool) -> dict[str, Any]:
+    """Which families this run owed and which reported: GO needs all of them, uninterrupted."""
+    required = run.required_families()
+    reported = run.reported_families()
+    return {
+        "required": list(required),
+        "missing": [name for name in required if name not in reported],
+        "interrupted": interrupted,
+    }
+
+
+def _build_report(run: RunSession, interrupted: bool) -> RunReport:
     environment = load_environment(run.workdir)
     checks = run.recorded()
     error = provisioning_error(run.workdir)
@@ -372,6 +438,14 @@ def _build_report(run: RunSession) -> RunReport:
         else {"performed": False, "notes": []},
         checks=checks,
         seed=environment.seed if environment else None,
+        inventory=environment.inventory.to_json() if environment else None,
+        relation={
+            "shared_server": environment.facts.get("shared_server"),
+            "evidence": environment.facts.get("relation"),
+        }
+        if environment
+        else None,
+        completeness=_completeness(run, interrupted),
         settings={
             "strategy": settings.strategy,
             "rows": settings.rows,
@@ -390,11 +464,12 @@ def _facts(environment: Environment | None, role: DataRole) -> dict[str, Any]:
     return describe_endpoint(environment.endpoint, role)
 
 
-def _finish(run: RunSession) -> None:
-    """Write the sign-off files once."""
+def _finish(run: RunSession, interrupted: bool = False) -> None:
+    """Write the sign-off files once; an incomplete run never replaces a GO in
+    reports/latest."""
     if run.report_paths is not None:
         return
-    report = _build_report(run)
+    report = _build_report(run, interrupted)
     run.run_dir.mkdir(parents=True, exist_ok=True)
     report.artefacts.update(run.artefacts())
     junit = run.workdir / JUNIT
@@ -405,7 +480,8 @@ def _finish(run: RunSession) -> None:
         report.artefacts[pytesthtml.LABEL] = pytesthtml.FILENAME
     run.report = report
     run.report_paths = write_report(report, run.run_dir)
-    mirror_latest(run.run_dir)
+    if report.complete or latest_verdict(run.run_dir.parent) != "GO":
+        mirror_latest(run.run_dir)
 
 
 @pytest.hookimpl(trylast=True)
@@ -416,7 +492,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     try:
         if run.rehearsed():
-            _finish(run)
+            _finish(run, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
             if run.report and run.report.verdict == "NO-GO" and exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
     finally:

@@ -19,7 +19,7 @@ import pytest
 from pgcutover.checks.base import SKIP, UNKNOWN, CheckResult
 from pgcutover.faults.nemesis import FaultUnavailable
 from pgcutover.faults.scenario import AREA, Lab, Scenario, open_lab, run
-from pgcutover.plugin import SESSION_PLUGIN
+from pgcutover.plugin import CHAOS, SESSION_PLUGIN
 
 HERE = Path(__file__).parent
 
@@ -66,14 +66,18 @@ def scenario_runner(request: pytest.FixtureRequest, chaos_lab: Lab):
             outcome = run(chaos_lab, scenario)
         except FaultUnavailable as reason:
             message = f"{scenario.summary}: not injectable here ({reason})"
-            session.record([CheckResult(id=check_id, area=AREA, status=SKIP, message=message)])
+            session.record(
+                [CheckResult(id=check_id, area=AREA, status=SKIP, message=message)], CHAOS
+            )
             pytest.skip(f"{scenario.name}: {reason}")
         except Exception as error:  # the scenario itself broke: a blocking row, not silence
             message = f"{scenario.summary}: the scenario could not run: {error}"
-            session.record([CheckResult(id=check_id, area=AREA, status=UNKNOWN, message=message)])
+            session.record(
+                [CheckResult(id=check_id, area=AREA, status=UNKNOWN, message=message)], CHAOS
+            )
             raise
         result = outcome.to_check()
-        session.record([result])
+        session.record([result], CHAOS)
         if not outcome.holds:
             pytest.fail(result.message, pytrace=False)
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from pgcutover.db import Endpoint
+from pgcutover.inventory import Inventory
 
 Status = Literal["pass", "fail", "unknown", "skip"]
 PASS: Status = "pass"
@@ -42,10 +43,11 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class Pair:
-    """The two databases a check compares."""
+    """The two databases a check compares, and what the source holds (discovered once)."""
 
     source: Endpoint
     target: Endpoint
+    inventory: Inventory
 
     def redact(self, text: str) -> str:
         """Remove both passwords from a text."""
@@ -72,6 +74,47 @@ def outcome(
     )
 
 
+#: What PostgreSQL says when row_security = off meets a policy that would filter rows.
+RLS_HIDES_ROWS = "would be affected by row-level security policy"
+RLS_REMEDY = (
+    "verify with a role that sees every row: one with BYPASSRLS (ALTER ROLE <role> BYPASSRLS), "
+    "or the tables' owner where the policies are not FORCEd; pg_read_all_data grants SELECT "
+    "but does not bypass row-level security"
+)
+
+#: Kinds of finding: a result that is advice rather than a verdict on the migration.
+#: READINESS: one of the guide's absolute demands (e.g. the app's vector column has an ANN
+#: index), blocking only where configured; SHARED: the source lacks it too, so the copy is
+#: faithful; DIFFERS: a difference that changes nothing the app sees.
+READINESS = "readiness"
+SHARED = "both sides"
+DIFFERS = "differs"
+
+
+def finding(
+    check_id: str,
+    area: str,
+    message: str,
+    *,
+    kind: str,
+    blocking: bool = False,
+    remedy: str = "",
+    details: dict[str, Any] | None = None,
+    **evidence: Any,
+) -> CheckResult:
+    """A finding with its advice: passes unless `blocking`, and is labelled `kind` in
+    details["finding"] so the report lists it apart from the verdicts."""
+    return CheckResult(
+        id=check_id,
+        area=area,
+        status=FAIL if blocking else PASS,
+        message=message,
+        remedy=remedy,
+        details={**(details or {}), "finding": kind},
+        **evidence,
+    )
+
+
 def guarded(
     check_id: str, area: str, run: Callable[[], Iterable[CheckResult]], pair: Pair
 ) -> list[CheckResult]:
@@ -80,13 +123,20 @@ def guarded(
         results = list(run())
     except Exception as error:  # a crashing check must report, not vanish
         text = pair.redact(f"{type(error).__name__}: {error}")
+        message, remedy = f"the check could not run: {text}", getattr(error, "remedy", "")
+        if RLS_HIDES_ROWS in str(error):
+            message = (
+                f"row-level security hides rows from the role pgcutover reads with: {text}; "
+                "the rows cannot be judged"
+            )
+            remedy = RLS_REMEDY
         return [
             CheckResult(
                 id=check_id,
                 area=area,
                 status=UNKNOWN,
-                message=f"the check could not run: {text}",
-                remedy=getattr(error, "remedy", "") or "see details; rerun once it is fixed",
+                message=message,
+                remedy=remedy or "see details; rerun once it is fixed",
                 details={"traceback": pair.redact(traceback.format_exc(limit=6))},
             )
         ]

@@ -12,18 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from pgcutover.catalog import user_tables
-from pgcutover.checks.base import SKIP, UNKNOWN, CheckResult, outcome
+from pgcutover.checks.base import UNKNOWN, CheckResult, outcome
 from pgcutover.db import Endpoint
 from pgcutover.migrate.tools import bounded
-
-if TYPE_CHECKING:
-    from pgcutover.migrate.runner import MigrationResult
 
 AREA = "parity"
 BUCKETS = 256
@@ -208,27 +205,3 @@ def report(drift: dict[str, dict[str, Any]] | None, snapshot: str | None) -> lis
             details={"snapshot": snapshot, "bars": bars},
         )
     ]
-
-
-def from_migration(migration: MigrationResult) -> list[CheckResult]:
-    """The drift the migration measured, or a skip when the run did not migrate."""
-    if not migration.performed:
-        return [
-            CheckResult(
-                id="drift.source",
-                area=AREA,
-                status=SKIP,
-                message="no migration in this run, so no snapshot to measure drift from",
-            )
-        ]
-    if not migration.ok:
-        return [
-            CheckResult(
-                id="drift.source",
-                area=AREA,
-                status=UNKNOWN,
-                message=f"the migration failed in phase {migration.failed_phase}: no drift",
-                remedy=migration.remedy or "fix the migration first",
-            )
-        ]
-    return report(migration.drift, migration.snapshot)

@@ -17,16 +17,19 @@ from typing import Any, Literal
 from psycopg import sql
 
 from pgcutover.catalog import user_tables
-from pgcutover.checks import content, drift, migration, vector_indexes, vectors
+from pgcutover.checks import content, drift, registry
 from pgcutover.checks.base import FAIL, PASS, CheckResult, Pair, failures, guarded
+from pgcutover.checks.registry import Context, blocked_by
 from pgcutover.config import Settings
 from pgcutover.dataset.embedder import Embedder
 from pgcutover.dataset.seed import seed
 from pgcutover.db import Endpoint, connect
+from pgcutover.errors import PgcutoverError
 from pgcutover.faults.history import History
 from pgcutover.faults.nemesis import Fault
 from pgcutover.faults.network import through
 from pgcutover.faults.proxy import FaultProxy
+from pgcutover.inventory import Inventory, discover
 from pgcutover.migrate.runner import MigrationResult, exported_snapshot, migrate
 from pgcutover.migrate.tools import SESSION_OPTIONS
 from pgcutover.providers.embedded import EmbeddedServer, start_embedded
@@ -49,6 +52,7 @@ class Lab:
     source_db: str
     settings: Settings
     config: Mapping[str, Any]
+    inventory: Inventory
 
     @property
     def source(self) -> Endpoint:
@@ -89,7 +93,10 @@ def open_lab(base_dir: Path, settings: Settings) -> Iterator[Lab]:
                 seed(source.endpoint, SOURCE_DB, int(config["rows"]), embedder)
             finally:
                 embedder.close()
-            yield Lab(source, target, SOURCE_DB, settings, config)
+            database = source.endpoint.with_dbname(SOURCE_DB)
+            with connect(database, role="source") as conn:
+                inventory = discover(conn, settings)
+            yield Lab(source, target, SOURCE_DB, settings, config, inventory)
         finally:
             target.stop()
     finally:
@@ -225,20 +232,34 @@ class Outcome:
 
 def judge(pair: Pair, settings: Settings, result: MigrationResult) -> list[CheckResult]:
     """The existing checks, on the healed target: parity is checked against the source as
-    of the migration's snapshot (which the caller still holds)."""
-    parity = guarded(
-        "content",
-        "parity",
-        lambda: content.compare(pair, settings, source_snapshot=result.snapshot),
-        pair,
+    of the migration's snapshot (which the caller still holds). A failed migration is the one
+    cause: the checks of the target then wait (registry cascade)."""
+    blocked = blocked_by(result, pair.target, pair.inventory)
+    context = Context(pair, settings, result, blocked, artefact=_no_artefacts)
+    parity = (
+        guarded(
+            "content",
+            "parity",
+            lambda: content.compare(pair, settings, source_snapshot=result.snapshot),
+            pair,
+        )
+        if blocked is None
+        else registry.run("content", context)
     )
     return [
-        *migration.check(result),
+        *registry.run("migration", context),
         *parity,
-        *vectors.check(pair, settings),
-        *vector_indexes.check(pair, settings),
-        *drift.from_migration(result),
+        *registry.run("vector_dimensions", context),
+        *registry.run("vector_index", context),
+        *registry.run("drift", context),
     ]
+
+
+def _no_artefacts(label: str, filename: str) -> Path:
+    raise PgcutoverError(
+        f"the chaos judge writes no artefacts (asked for {label}: {filename})",
+        "report this as a bug",
+    )
 
 
 def _state(endpoint: Endpoint, settings: Settings) -> dict[str, Any]:
@@ -312,6 +333,7 @@ def _attempt(
                         through(source_proxy, source),
                         through(target_proxy, target),
                         settings,
+                        lab.inventory,
                         on_phase=on_phase,
                         snapshot=snapshot,
                     )
@@ -320,7 +342,7 @@ def _attempt(
                         history.close(handle)
                     if fault is not None:
                         fault.heal(history)
-                results = judge(Pair(source, target), settings, result)
+                results = judge(Pair(source, target, lab.inventory), settings, result)
         finally:
             if fault is not None:
                 fault.heal(history)

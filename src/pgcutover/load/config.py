@@ -1,9 +1,10 @@
 """Load-test configuration as data: which query shapes run and how often, how hard, and the
 service levels they must meet (fixtures/load.toml, overridable in targets.toml [load]).
 
-The app's vector query shapes are the search checks' own (fixtures/search.toml, read through
-checks/search/shapes.py): one definition serves the search checks and the load test alike.
-fixtures/load.toml adds only the relational shapes the load needs.
+The mix is the inventory's own query shapes (the search checks run the same ones): nearest-
+neighbour and filtered searches per vector column, text searches on trigram/tsvector indexes,
+and lookups by filter column, each sampling its query values from the data it searches.
+[load.shapes] adds the app's own SQL where the discovered mix is not enough.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 
 from psycopg import sql
 
-from pgcutover.checks.search import shapes as search_shapes
 from pgcutover.config import Settings
 from pgcutover.errors import ConfigError
+from pgcutover.inventory import Inventory, Lookup, TextShape
+from pgcutover.inventory import Shape as SearchShape
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 WHERE = "fixtures/load.toml (or targets.toml [load])"
@@ -38,6 +40,8 @@ class Shape:
     write: bool = False
     parameters_sql: str = ""
     constants: dict[str, Any] = field(default_factory=dict, hash=False)
+    #: vector, filtered, text, lookup (discovered) or app (from [load.shapes]).
+    kind: str = "app"
 
     @property
     def placeholders(self) -> set[str]:
@@ -178,46 +182,95 @@ def _shapes(table: Mapping[str, Any], where: str) -> dict[str, Shape]:
     return shapes
 
 
-def from_search(shape: search_shapes.Shape) -> Shape:
+def _sample(columns: Sequence[sql.Composable], schema: str, table: str) -> str:
+    """A sample of stored rows to draw query values from."""
+    return (
+        sql.SQL("SELECT {} FROM {} ORDER BY random() LIMIT {}")
+        .format(
+            sql.SQL(", ").join(columns), sql.Identifier(schema, table), sql.Literal(SAMPLE_ROWS)
+        )
+        .as_string()
+    )
+
+
+def from_search(shape: SearchShape) -> Shape:
     """A search shape as the load runs it: its own SQL, its LIMIT k, and query vectors (and
     filter values) sampled from the column it searches."""
     columns = [sql.SQL("{}::text AS q").format(sql.Identifier(shape.column))]
     if shape.filter_column is not None:
         columns.append(sql.SQL("{} AS f").format(sql.Identifier(shape.filter_column)))
-    sample = sql.SQL("SELECT {} FROM {} ORDER BY random() LIMIT {}").format(
-        sql.SQL(", ").join(columns),
-        sql.Identifier(shape.schema, shape.table),
-        sql.Literal(SAMPLE_ROWS),
-    )
     return Shape(
         name=shape.name,
         sql=shape.query().as_string(),
-        parameters_sql=sample.as_string(),
+        parameters_sql=_sample(columns, shape.schema, shape.table),
         constants={"k": shape.k},
+        kind="filtered" if shape.filter_column else "vector",
     )
 
 
-def parse_config(load: Mapping[str, Any], search: Sequence[Shape] = ()) -> LoadConfig:
-    """Validate the merged [load] section, plus the search shapes, into a LoadConfig."""
+def from_text(shape: TextShape) -> Shape:
+    """A text search (the keyword half of hybrid search), with a term from the data."""
+    return Shape(
+        name=shape.name,
+        sql=shape.query().as_string(),
+        parameters_sql=shape.term_query().as_string(),
+        kind="text",
+    )
+
+
+def from_lookup(lookup: Lookup) -> Shape:
+    """An equality lookup by a filter column, with values from the data."""
+    column = sql.Identifier(lookup.column)
+    statement = sql.SQL("SELECT * FROM {} WHERE {} = %(v)s LIMIT 20").format(
+        sql.Identifier(lookup.schema, lookup.table), column
+    )
+    return Shape(
+        name=lookup.name,
+        sql=statement.as_string(),
+        parameters_sql=_sample(
+            [sql.SQL("{}::text AS v").format(column)], lookup.schema, lookup.table
+        ),
+        kind="lookup",
+    )
+
+
+def discovered(inventory: Inventory) -> tuple[Shape, ...]:
+    """The inventory's query shapes as load shapes."""
+    return (
+        *(from_search(shape) for shape in inventory.shapes),
+        *(from_text(shape) for shape in inventory.text_shapes),
+        *(from_lookup(lookup) for lookup in inventory.lookups),
+    )
+
+
+def parse_config(load: Mapping[str, Any], found: Sequence[Shape] = ()) -> LoadConfig:
+    """Validate the merged [load] section, plus the discovered shapes, into a LoadConfig.
+    Weights: [load.weights] by shape name, else [load.kind_weights] by kind."""
     shapes = _shapes(load.get("shapes", {}), WHERE)
-    clashes = sorted(set(shapes) & {shape.name for shape in search})
+    clashes = sorted(set(shapes) & {shape.name for shape in found})
     if clashes:
         raise ConfigError(
-            f"{WHERE}: [load.shapes] redefines the search shapes {clashes}",
-            "define vector search shapes once, in fixtures/search.toml",
+            f"{WHERE}: [load.shapes] redefines the discovered shapes {clashes}",
+            "give the app's own shape another name",
         )
-    shapes.update({shape.name: shape for shape in search})
-    weights = {str(k): float(v) for k, v in load.get("weights", {}).items()}
-    unknown = sorted(set(weights) - set(shapes))
+    shapes.update({shape.name: shape for shape in found})
+    named = {str(k): float(v) for k, v in load.get("weights", {}).items()}
+    unknown = sorted(set(named) - set(shapes))
     if unknown:
         raise ConfigError(
             f"{WHERE}: [load.weights] names unknown shapes {unknown} (known: {sorted(shapes)})",
-            "fix the names, or define the shape in [load.shapes] / fixtures/search.toml",
+            "fix the names, or define the shape in [load.shapes]",
         )
-    parameters = load.get("parameters", {}).get("sql")
-    if not parameters:
+    by_kind = {str(k): float(v) for k, v in load.get("kind_weights", {}).items()}
+    weights = {
+        name: named.get(name, by_kind.get(shape.kind, 0.0)) for name, shape in shapes.items()
+    }
+    parameters = load.get("parameters", {}).get("sql", "")
+    needing = sorted(n for n, s in shapes.items() if s.kind == "app" and not s.parameters_sql)
+    if needing and not parameters:
         raise ConfigError(
-            f"{WHERE}: missing [load.parameters] sql",
+            f"{WHERE}: the shapes {needing} take their values from [load.parameters] sql, "
+            "which is missing",
             "give a query whose columns fill the shapes' %(name)s placeholders",
         )
     slo = load.get("slo", {})
@@ -251,8 +304,7 @@ def parse_config(load: Mapping[str, Any], search: Sequence[Shape] = ()) -> LoadC
     return config
 
 
-def load_config(settings: Settings) -> LoadConfig:
-    """The run's load configuration: fixtures/load.toml and the search shapes, with the
+def load_config(settings: Settings, inventory: Inventory) -> LoadConfig:
+    """The run's load configuration: fixtures/load.toml and the inventory's shapes, with the
     overrides from targets.toml [load] and [targets.<target>.load]."""
-    search = tuple(from_search(shape) for shape in search_shapes.load(settings).shapes)
-    return parse_config(settings.section("load"), search)
+    return parse_config(settings.section("load"), discovered(inventory))

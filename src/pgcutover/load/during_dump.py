@@ -164,7 +164,7 @@ def check(pair: Pair, settings: Settings, artefact: Artefact) -> list[CheckResul
     """The opt-in load-under-migration case, as a check result."""
 
     def run() -> list[CheckResult]:
-        config = load_config(settings)
+        config = load_config(settings, pair.inventory)
         workdir = Path(tempfile.mkdtemp(prefix="pgcutover-dump-load-"))
         try:
             html = artefact("locust report (source during pg_dump)", "locust-during-dump.html")

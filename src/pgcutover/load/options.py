@@ -14,8 +14,9 @@ from typing import Any
 import psycopg
 
 from pgcutover.config import OPTIONS, Settings, build_settings
-from pgcutover.db import Endpoint, Role
+from pgcutover.db import Endpoint, Role, connection
 from pgcutover.errors import ConfigError
+from pgcutover.inventory import discover
 from pgcutover.load.config import LoadConfig, load_config
 
 DEFAULT_PASSWORD_ENV = "PGPASSWORD"
@@ -76,7 +77,9 @@ class LoadTarget:
 
     @property
     def session_options(self) -> str:
-        return f"-c statement_timeout={self.config.statement_timeout_ms}"
+        """The app's view: its statement timeout, and row-level security applied as it is to
+        the app (pgcutover's checks read with it off, to see every row or fail loudly)."""
+        return f"-c statement_timeout={self.config.statement_timeout_ms} -c row_security=on"
 
 
 def endpoint_from_dsn(dsn: str, password_env: str, environ: Mapping[str, str]) -> Endpoint:
@@ -130,9 +133,9 @@ def resolve(options: argparse.Namespace, environ: Mapping[str, str] = os.environ
         endpoint = settings.target.endpoint  # type: ignore[union-attr]
     else:
         endpoint = endpoint_from_dsn(options.pg_dsn, options.pg_password_env, environ)
-    config = (
-        LoadConfig.read(Path(options.pg_load_config))
-        if options.pg_load_config
-        else load_config(settings)
-    )
+    if options.pg_load_config:
+        config = LoadConfig.read(Path(options.pg_load_config))
+    else:
+        with connection(endpoint, role="source") as conn:  # reads the catalog only
+            config = load_config(settings, discover(conn, settings))
     return LoadTarget(endpoint, bool(options.pg_source), bool(options.pg_writes), config)

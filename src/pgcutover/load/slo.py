@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pgcutover.checks.base import UNKNOWN, CheckResult, Pair, guarded, outcome
+from pgcutover.checks.search.smoke import writes_allowed
 from pgcutover.config import Settings
 from pgcutover.errors import ConfigError, PgcutoverError
 from pgcutover.load.config import LoadConfig, load_config
@@ -24,15 +25,15 @@ Artefact = Callable[[str, str], Path]
 
 def target_writes(config: LoadConfig, pair: Pair, settings: Settings) -> bool:
     """Write shapes run only when configured, and only on a target pgcutover created or
-    one the user allowed it to write into (--allow-destructive)."""
+    one the user allowed it to write into (--test-writes)."""
     if not config.writes:
         return False
-    if pair.target.ephemeral or settings.allow_destructive:
+    if writes_allowed(pair, settings):
         return True
     raise ConfigError(
         f"[load] writes = true would insert rows into {pair.target.label}, which pgcutover "
         "did not create",
-        "add --allow-destructive if that is intended, or set [load] writes = false",
+        "add --test-writes if that is intended, or set [load] writes = false",
     )
 
 
@@ -167,7 +168,7 @@ def check(pair: Pair, settings: Settings, artefact: Artefact) -> list[CheckResul
     target's service levels are judged, the source's numbers shown beside them."""
 
     def run() -> list[CheckResult]:
-        config = load_config(settings)
+        config = load_config(settings, pair.inventory)
         writes = target_writes(config, pair, settings)
         workdir = Path(tempfile.mkdtemp(prefix="pgcutover-load-"))
         try:

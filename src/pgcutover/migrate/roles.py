@@ -183,22 +183,29 @@ def missing_roles(conn: psycopg.Connection, wanted: Sequence[RoleSpec]) -> list[
     return [role for role in wanted if role.name not in present]
 
 
-def setting_statement(role: str, entry: str, database: str | None) -> sql.Composed:
-    """ALTER ROLE ... [IN DATABASE ...] SET name = value, from a pg_db_role_setting entry,
-    quoting list settings element by element as pg_dumpall does."""
+def set_clause(entry: str) -> sql.Composed:
+    """`SET name TO value` from a pg_db_role_setting entry `name=value`, quoting list
+    settings element by element as pg_dumpall does."""
     name, _, value = entry.partition("=")
     if name in LIST_SETTINGS:
         items = [item.strip().strip('"') for item in value.split(",") if item.strip()]
         rendered = sql.SQL(", ").join(sql.Literal(item) for item in items)
     else:
         rendered = sql.Literal(value)
-    scope = sql.SQL(" IN DATABASE {}").format(sql.Identifier(database)) if database else sql.SQL("")
-    return sql.SQL("ALTER ROLE {}{} SET {} TO {}").format(
-        sql.Identifier(role),
-        scope,
-        sql.SQL(".").join(sql.Identifier(part) for part in name.split(".")),
-        rendered,
+    return sql.SQL("SET {} TO {}").format(
+        sql.SQL(".").join(sql.Identifier(part) for part in name.split(".")), rendered
     )
+
+
+def setting_statement(role: str, entry: str, database: str | None) -> sql.Composed:
+    """ALTER ROLE ... [IN DATABASE ...] SET name = value, from a pg_db_role_setting entry."""
+    scope = sql.SQL(" IN DATABASE {}").format(sql.Identifier(database)) if database else sql.SQL("")
+    return sql.SQL("ALTER ROLE {}{} {}").format(sql.Identifier(role), scope, set_clause(entry))
+
+
+def database_setting_statement(database: str, entry: str) -> sql.Composed:
+    """ALTER DATABASE ... SET name = value, from a pg_db_role_setting entry."""
+    return sql.SQL("ALTER DATABASE {} {}").format(sql.Identifier(database), set_clause(entry))
 
 
 def grant_statement(membership: Membership, server_version: int) -> sql.Composed:

@@ -24,13 +24,20 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgcutover.catalog import available_extension, user_schemas, user_tables, vector_columns
+from pgcutover.catalog import available_extension, user_schemas, user_tables
 from pgcutover.checks.drift import measure as measure_drift
 from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connection
 from pgcutover.errors import MigrationError, PgcutoverError
+from pgcutover.identity import refuse_same_database
+from pgcutover.inventory import Inventory
 from pgcutover.migrate.advice import spill_advice
-from pgcutover.migrate.roles import create_roles, missing_roles, referenced_roles
+from pgcutover.migrate.roles import (
+    create_roles,
+    database_setting_statement,
+    missing_roles,
+    referenced_roles,
+)
 from pgcutover.migrate.tools import (
     SESSION_OPTIONS,
     bounded,
@@ -137,20 +144,24 @@ def clashing_tables(
         return _clash(src, dst, ignored)
 
 
-def _check_dimensions(src: psycopg.Connection, ignored: tuple[str, ...], dimensions: int) -> None:
-    """Refuse when the target app's VECTOR_DB_DIMENSIONS disagrees with the source's
-    vector columns: the app would fail on the first insert or query (the guide's
-    "Vector dimensions mismatch")."""
-    columns = vector_columns(src, ignored)
-    wrong = [c for c in columns if c.dimensions is not None and c.dimensions != dimensions]
-    if wrong:
-        listed = ", ".join(f"{c.qualified} is {c.type_name}({c.dimensions})" for c in wrong[:5])
-        raise MigrationError(
-            f"the target is configured with VECTOR_DB_DIMENSIONS={dimensions} but {listed} "
-            "on the source",
-            "set VECTOR_DB_DIMENSIONS to the source's dimension (all-MiniLM-L6-v2 gives 384), "
-            "or re-embed the documents with a model of the configured dimension first",
-        )
+def _check_dimensions(inventory: Inventory, dimensions: int, configured: bool) -> None:
+    """Refuse when the app's own vector columns disagree with its VECTOR_DB_DIMENSIONS: the
+    app would fail on the first insert or query (the guide's "Vector dimensions mismatch").
+    Other vector columns keep their own dimension and are only compared source = target."""
+    wrong = [v for v in inventory.app_vectors if v.dimensions not in (None, dimensions)]
+    unmatched = configured and inventory.vectors and not inventory.app_vectors
+    if not wrong and not unmatched:
+        return
+    listed = ", ".join(
+        f"{v.qualified} is {v.type_name}({v.dimensions})" for v in (wrong or inventory.vectors)[:5]
+    )
+    raise MigrationError(
+        f"the app is configured with VECTOR_DB_DIMENSIONS={dimensions} but {listed} on the "
+        "source" + ("" if wrong else " (no vector column has that dimension)"),
+        "set VECTOR_DB_DIMENSIONS to the dimension of the app's vector column (all-MiniLM-L6-v2 "
+        "gives 384), name the app's columns in [inventory] app_columns, or re-embed the "
+        "documents with a model of the configured dimension first",
+    )
 
 
 def preflight(
@@ -158,14 +169,13 @@ def preflight(
     target: Endpoint,
     ignored: tuple[str, ...],
     *,
-    dimensions: int | None = None,
     clean: bool = False,
     timeout: float = 600.0,
 ) -> list[str]:
     """Refuse a target that cannot take the dump, before anything is written.
 
-    `dimensions` is the target app's VECTOR_DB_DIMENSIONS; `clean` accepts a target that
-    already holds the tables (they are dropped first). Returns the schemas to migrate.
+    `clean` accepts a target that already holds the tables (they are dropped first).
+    Returns the schemas to migrate.
     """
     with (
         bounded(source, "source", "preflight", timeout) as src,
@@ -179,8 +189,6 @@ def preflight(
                 "install pgvector on the target server; on managed PostgreSQL pick a version "
                 "or plan that offers it, self-hosted: install it from a package or source",
             )
-        if dimensions is not None:
-            _check_dimensions(src, ignored, dimensions)
         clash = _clash(src, dst, ignored)
     if clash and not clean:
         names = ", ".join(f"{s}.{t}" for s, t in clash[:5])
@@ -238,16 +246,18 @@ def migrate(
     source: Endpoint,
     target: Endpoint,
     settings: Settings,
+    inventory: Inventory,
     *,
     on_phase: Callable[[str], None] | None = None,
     snapshot: str | None = None,
 ) -> MigrationResult:
     """Run the whole migration; never raises for migration failures, it reports them.
 
-    `on_phase(name)` is called as each dump/restore phase starts (fault injection hooks in
-    there). `snapshot` is a snapshot the caller exported and holds open (exported_snapshot)
-    so it can check the target against the source as of that snapshot afterwards; without
-    it the migration exports and releases its own.
+    `inventory` is what the source holds (inventory.discover). `on_phase(name)` is called as
+    each dump/restore phase starts (fault injection hooks in there). `snapshot` is a snapshot
+    the caller exported and holds open (exported_snapshot) so it can check the target against
+    the source as of that snapshot afterwards; without it the migration exports and releases
+    its own.
     """
     result = MigrationResult(strategy=settings.strategy, performed=True)
     timer = _Timer(result)
@@ -256,11 +266,14 @@ def migrate(
     try:
         result.client_tools = client_version()
         with timer.phase("preflight"):
+            shared = refuse_same_database(source, target).same_server
+            _check_dimensions(
+                inventory, settings.vector_dimensions, settings.vector_dimensions_configured
+            )
             preflight(
                 source,
                 target,
                 settings.ignored_schemas,
-                dimensions=settings.vector_dimensions,
                 clean=settings.allow_destructive,
                 timeout=timeout,
             )
@@ -272,13 +285,19 @@ def migrate(
                 f"--allow-destructive: dropped {len(clash)} table(s) the target already held "
                 "and restored with --clean --if-exists"
             )
-        with timer.phase("roles"):
-            with bounded(source, "source", "roles", timeout) as src:
-                wanted = referenced_roles(src, settings.ignored_schemas)
-            with bounded(target, "target", "roles", timeout) as dst:
-                missing = missing_roles(dst, wanted)
-                result.notes += create_roles(dst, missing)
-            result.roles_created = [role.name for role in missing]
+        if shared:
+            result.notes.append(
+                "source and target share a server: roles and their settings are the server's, "
+                "so the migration left them as they are"
+            )
+        else:
+            with timer.phase("roles"):
+                with bounded(source, "source", "roles", timeout) as src:
+                    wanted = referenced_roles(src, settings.ignored_schemas)
+                with bounded(target, "target", "roles", timeout) as dst:
+                    missing = missing_roles(dst, wanted)
+                    result.notes += create_roles(dst, missing)
+                result.roles_created = [role.name for role in missing]
         with (
             timer.phase("create extension"),
             bounded(target, "target", "create extension", timeout) as dst,
@@ -292,6 +311,8 @@ def migrate(
                 source, target, settings, snapshot, workdir, timer, on_phase, clean=bool(clash)
             )
             result.advice += spill_advice(target, settings.maintenance_work_mem)
+            with timer.phase("settings"), bounded(target, "target", "settings", timeout) as dst:
+                result.notes += carry_database_settings(dst, inventory)
             with timer.phase("analyze"), bounded(target, "target", "analyze", timeout) as dst:
                 dst.execute("ANALYZE")
             result.drift = _measure_drift(source, snapshot, settings, timer, result)
@@ -303,6 +324,19 @@ def migrate(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def carry_database_settings(conn: psycopg.Connection, inventory: Inventory) -> list[str]:
+    """ALTER DATABASE <target> SET ... as the source database has them: pg_dump of one
+    database leaves them out, and a search setting such as hnsw.ef_search changes results."""
+    carried = [s for s in inventory.settings if s.scope == "database"]
+    database = str(conn.info.dbname)
+    for setting in carried:
+        conn.execute(database_setting_statement(database, f"{setting.name}={setting.value}"))
+    if not carried:
+        return []
+    names = ", ".join(f"{s.name}={s.value}" for s in carried)
+    return [f"carried the source database's settings to {database}: {names}"]
 
 
 def _measure_drift(

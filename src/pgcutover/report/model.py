@@ -15,6 +15,7 @@ AREA_ORDER = (
     "migration",
     "parity",
     "schema",
+    "settings",
     "vectors",
     "search",
     "load",
@@ -40,11 +41,24 @@ class RunReport:
     artefacts: dict[str, str] = field(default_factory=dict)
     signoff_by: str = ""
     since_last_run: dict[str, Any] | None = None
+    #: What the source holds, as every check read it (inventory.Inventory.to_json()).
+    inventory: dict[str, Any] | None = None
+    #: Whether the two sides share a server, and the evidence (identity.Relation).
+    relation: dict[str, Any] | None = None
+    #: The families this run owed, those missing, and whether it was interrupted.
+    completeness: dict[str, Any] = field(
+        default_factory=lambda: {"required": [], "missing": [], "interrupted": False}
+    )
+
+    @property
+    def complete(self) -> bool:
+        """Every owed family reported and nothing interrupted the run."""
+        return not self.completeness["missing"] and not self.completeness["interrupted"]
 
     @property
     def verdict(self) -> Verdict:
-        """GO only when checks ran and none failed or is unknown."""
-        if not self.checks:
+        """GO only when the run is complete, checks ran, and none failed or is unknown."""
+        if not self.checks or not self.complete:
             return "NO-GO"
         blocked = any(check.status in (FAIL, UNKNOWN) for check in self.checks)
         return "NO-GO" if blocked else "GO"
@@ -96,6 +110,9 @@ class RunReport:
             "seed": self.seed,
             "settings": self.settings,
             "summary": self.counts(),
+            "completeness": self.completeness,
+            "relation": self.relation,
+            "inventory": self.inventory,
             "checks": [check.to_json() for check in self.ordered_checks()],
             "artefacts": self.artefacts,
             "since_last_run": self.since_last_run,

@@ -27,6 +27,15 @@ def write_report(report: RunReport, run_dir: Path) -> dict[str, Path]:
     return {"json": json_path, "html": html_path}
 
 
+def latest_verdict(reports_dir: Path) -> str | None:
+    """The verdict in reports/latest, if there is a readable one."""
+    path = reports_dir / LATEST / "signoff.json"
+    try:
+        return str(json.loads(path.read_text())["verdict"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def mirror_latest(run_dir: Path) -> Path:
     """Copy the run's folder to reports/latest (a copy, not a link: CI artefact uploads
     and Windows shares both handle plain folders)."""

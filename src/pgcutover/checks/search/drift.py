@@ -1,8 +1,10 @@
 """Embedding drift (the guide's step 4, "Re-index documents"): re-embed a sample of stored
-chunks with the configured model (EMBEDDINGS_XENOVA_MODEL, run from its offline copy) and
-compare with the stored vectors. A model or dimension mismatch between the app's
-configuration and the stored data shows here. `reindex` rewrites the target's vectors with
-fresh embeddings (`--reindex`), on the target only."""
+chunks with the column's model (EMBEDDINGS_XENOVA_MODEL for the app's columns, or the model
+configured per column; run from its offline copy) and compare with the stored vectors, on
+both sides. The target is judged against the source: the same rows must give the same
+similarities. Vectors that were not made from their text by that model on both sides are a
+readiness finding, not a failed migration. `reindex` rewrites the target's vectors with fresh
+embeddings (`--reindex`), on the target only."""
 
 from __future__ import annotations
 
@@ -15,66 +17,54 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from pgcutover.catalog import vector_columns
-from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
+from pgcutover.checks.base import (
+    READINESS,
+    SKIP,
+    CheckResult,
+    Pair,
+    finding,
+    guarded,
+    outcome,
+)
 from pgcutover.checks.search import shapes
-from pgcutover.checks.search.shapes import AREA, SearchConfig, Shape
+from pgcutover.checks.search.shapes import AREA, SearchConfig
 from pgcutover.config import Settings
 from pgcutover.dataset.embedder import OFFLINE_MODELS, Embedder, model_dimension
-from pgcutover.db import Endpoint, connection
+from pgcutover.db import DataRole, Endpoint, connection
 from pgcutover.errors import ConfigError
+from pgcutover.inventory import EmbeddingColumn, inventory_config
 
 HISTOGRAM_EDGES = (-1.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0001)
-DIMENSION_REMEDY = (
-    "the embedding model, VECTOR_DB_DIMENSIONS and the vector column must agree (the guide's "
-    "'Vector dimensions mismatch': all-MiniLM-L6-v2 gives 384): fix the configuration, or "
-    "re-create the table with the right dimension and re-index the documents (step 4)"
-)
 #: Texts embedded per batch while re-indexing.
 REINDEX_BATCH = 512
-
-
-def _columns(pair_source: Endpoint, settings: Settings) -> list[Shape]:
-    """One shape per searched vector column (shapes sharing a column are one column)."""
-    with connection(pair_source, role="source") as conn:
-        found, _ = shapes.discover(conn, shapes.load(settings), settings)
-    unique: dict[str, Shape] = {}
-    for shape in found:
-        unique.setdefault(shape.qualified, shape)
-    return list(unique.values())
+#: The target's similarities may sit this far below the source's (float noise only: the
+#: same rows hold the same vectors on a faithful copy).
+TOLERANCE = 1e-3
 
 
 def _sample(
-    endpoint: Endpoint, role: str, shape: Shape, config: SearchConfig
-) -> tuple[list[str], list[np.ndarray], int | None]:
-    """A deterministic sample of (text, stored vector) and the column's declared dimension."""
-    content = sql.Identifier(config.drift.content_column)
-    with connection(endpoint, role=role) as conn:  # type: ignore[arg-type]
+    endpoint: Endpoint, role: DataRole, column: EmbeddingColumn, config: SearchConfig
+) -> tuple[list[str], list[np.ndarray]]:
+    """A deterministic sample of (text, stored vector): the same rows on both sides."""
+    text = sql.Identifier(column.text_column or "")
+    stored = sql.Identifier(column.column)
+    if column.type_name != "vector":
+        stored = sql.SQL("{}::{}.vector").format(stored, sql.Identifier(column.type_schema))
+    with connection(endpoint, role=role) as conn:
         register_vector(conn)
-        declared = next(
-            (
-                column.dimensions
-                for column in vector_columns(conn, ())
-                if column.qualified == shape.qualified
-            ),
-            None,
-        )
         rows = conn.execute(
             sql.SQL(
-                "SELECT {t}, {c} FROM {tbl} WHERE {t} IS NOT NULL AND {c} IS NOT NULL"
+                "SELECT {t}, {c} FROM {tbl} WHERE {t} IS NOT NULL AND {v} IS NOT NULL"
                 " ORDER BY md5({t}) LIMIT %s"
             ).format(
-                t=content,
-                c=sql.Identifier(shape.column),
-                tbl=sql.Identifier(shape.schema, shape.table),
+                t=text,
+                c=stored,
+                v=sql.Identifier(column.column),
+                tbl=sql.Identifier(column.schema, column.table),
             ),
             (config.drift.sample,),
         ).fetchall()
-    return (
-        [row[0] for row in rows],
-        [row[1].to_numpy().astype(np.float32) for row in rows],
-        declared,
-    )
+    return [row[0] for row in rows], [row[1].to_numpy().astype(np.float32) for row in rows]
 
 
 def _similarities(stored: list[np.ndarray], fresh: np.ndarray) -> np.ndarray:
@@ -95,126 +85,150 @@ def _distribution(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def _dimensions(settings: Settings, declared: int | None, stored: set[int]) -> dict[str, Any]:
-    return {
-        "model": model_dimension(settings.embedding_model),
-        "configured": settings.vector_dimensions,
-        "column": declared,
-        "stored": sorted(stored),
-    }
+def skipped(column: EmbeddingColumn) -> str | None:
+    """Why a column's drift cannot be measured (with the setting that enables it), or None."""
+    where = f'[inventory.columns."{column.qualified}"]'
+    if column.partition:
+        return f"{column.qualified} is a partition: measured through its parent table"
+    if not column.dense:
+        return f"{column.qualified} is {column.type_name}: re-embedding applies to dense vectors"
+    if column.text_column is None:
+        return (
+            f"the text {column.qualified}'s embeddings were made from is unknown: set "
+            f"text_column in {where}"
+        )
+    if column.model is None:
+        return (
+            f"no embedding model is configured for {column.qualified} (not one of the app's "
+            f"columns): set model in {where}"
+        )
+    if column.model not in OFFLINE_MODELS:
+        return (
+            f"pgcutover has no offline copy of {column.model} to re-embed {column.qualified} "
+            f"with (it has {', '.join(sorted(OFFLINE_MODELS))}): check drift with the app's "
+            "own embedder"
+        )
+    dims = model_dimension(column.model)
+    if column.dimensions is not None and dims != column.dimensions:
+        return (
+            f"{column.model} gives {dims} dimensions, {column.qualified} holds "
+            f"{column.dimensions}: see vector_dimensions.configuration"
+        )
+    return None
 
 
-def _check_column(pair: Pair, settings: Settings, shape: Shape) -> list[CheckResult]:
+def _check_column(pair: Pair, settings: Settings, column: EmbeddingColumn) -> list[CheckResult]:
     config = shapes.load(settings)
-    check_id = f"search.drift.{shape.qualified}"
-    model = settings.embedding_model
-    texts, stored, declared = _sample(pair.target, "target", shape, config)
-    dims = _dimensions(settings, declared, {len(v) for v in stored})
-    agreed = {dims["model"], dims["configured"], dims["column"], *dims["stored"]}
-    if len(agreed) != 1 or None in agreed:
+    check_id = f"search.drift.{column.qualified}"
+    model = str(column.model)
+    texts, stored = _sample(pair.target, "target", column, config)
+    if not texts:
+        return [CheckResult(check_id, AREA, SKIP, f"{column.qualified} is empty on the target")]
+    source_texts, source_stored = _sample(pair.source, "source", column, config)
+    embedder = Embedder(model, settings.cache_dir)
+    try:
+        target = _similarities(stored, embedder.embed(texts))
+        source = (
+            _similarities(source_stored, embedder.embed(source_texts))
+            if source_texts
+            else np.zeros(0)
+        )
+    finally:
+        embedder.close()
+    minimum = config.drift.min_similarity
+    stats = _distribution(target)
+    baseline = _distribution(source) if source.size else None
+    message = (
+        f"{column.qualified}: {len(texts)} chunks re-embedded with {model}: cosine similarity "
+        f"to the stored vectors min {stats['min']:.4f}, median {stats['median']:.4f} on the "
+        "target"
+    )
+    if baseline:
+        message += f", min {baseline['min']:.4f}, median {baseline['median']:.4f} on the source"
+    labels = [f"{low:g}..{high:g}" for low, high in itertools.pairwise(HISTOGRAM_EDGES)]
+    evidence: dict[str, Any] = {
+        "expected": baseline,
+        "actual": stats,
+        "threshold": TOLERANCE,
+        "details": {
+            "model": model,
+            "text_column": column.text_column,
+            "similarity": {"target": stats, "source": baseline},
+            "below_readiness_bound": int(np.count_nonzero(target < minimum)),
+            "bars": {
+                "title": f"cosine similarity of stored vs re-embedded chunks ({model})",
+                "y_label": "chunks",
+                "labels": labels,
+                "groups": {
+                    side: np.histogram(values, bins=HISTOGRAM_EDGES)[0].tolist()
+                    for side, values in (("source", source), ("target", target))
+                },
+            },
+        },
+    }
+    drifted = baseline is None or any(
+        stats[key] < baseline[key] - TOLERANCE for key in ("min", "median")
+    )
+    if drifted:
         return [
             outcome(
                 check_id,
                 AREA,
                 False,
-                f"{shape.qualified}: dimensions disagree: {model} gives {dims['model']}, "
-                f"VECTOR_DB_DIMENSIONS is {dims['configured']}, the column is declared "
-                f"{dims['column']} and the sampled rows have {dims['stored']}",
-                expected=dims["configured"],
-                actual=dims,
-                remedy=DIMENSION_REMEDY,
+                message + ": the target's vectors match their text worse than the source's",
+                remedy=(
+                    "the target's vectors changed in the migration (see content.<table> for "
+                    f"the rows): migrate {column.schema}.{column.table} again, or re-index it "
+                    "with the app's model (the guide's step 4; `--reindex`)"
+                ),
+                **evidence,
             )
         ]
-    if model not in OFFLINE_MODELS:
+    if stats["median"] < minimum:
         return [
-            CheckResult(
+            finding(
                 check_id,
                 AREA,
-                "unknown",
-                f"cannot re-embed with {model}: pgcutover has no offline copy of it",
-                remedy=f"run with one of {', '.join(sorted(OFFLINE_MODELS))}, or check drift "
-                "with the app's own embedder",
+                message + f": on both sides the stored vectors were not made from "
+                f"{column.text_column} by {model} (a faithful copy of what the source holds)",
+                kind=READINESS,
+                blocking=inventory_config(settings).readiness_blocking,
+                remedy=(
+                    f"if the app embeds with {model}, re-index the documents (the guide's step "
+                    "4; `--reindex` on the target); otherwise configure the column's real model "
+                    f'in [inventory.columns."{column.qualified}"] model'
+                ),
+                **evidence,
             )
         ]
-    if not texts:
-        return [CheckResult(check_id, AREA, "skip", f"{shape.qualified} is empty on the target")]
-    source_texts, source_stored, _ = _sample(pair.source, "source", shape, config)
-    embedder = Embedder(model, settings.cache_dir)
-    try:
-        target = _similarities(stored, embedder.embed(texts))
-        source = _similarities(source_stored, embedder.embed(source_texts))
-    finally:
-        embedder.close()
-    minimum = config.drift.min_similarity
-    stats = _distribution(target)
-    ok = stats["min"] >= minimum
-    message = (
-        f"{shape.qualified}: {len(texts)} chunks re-embedded with {model}: cosine similarity to "
-        f"the stored vectors min {stats['min']:.4f}, median {stats['median']:.4f} on the target"
-    )
-    if source.size:
-        message += f" (source median {float(np.median(source)):.4f})"
-    if stats["median"] < minimum:
-        message += f"; the stored vectors were not made by {model}"
-    labels = [f"{low:g}..{high:g}" for low, high in itertools.pairwise(HISTOGRAM_EDGES)]
-    return [
-        outcome(
-            check_id,
-            AREA,
-            ok,
-            message,
-            expected=f"every sampled similarity >= {minimum}",
-            actual=stats,
-            threshold=minimum,
-            details={
-                "model": model,
-                "dimensions": dims,
-                "similarity": {
-                    "target": stats,
-                    "source": _distribution(source) if source.size else None,
-                },
-                "below_threshold": int(np.count_nonzero(target < minimum)),
-                "bars": {
-                    "title": f"cosine similarity of stored vs re-embedded chunks ({model})",
-                    "y_label": "chunks",
-                    "labels": labels,
-                    "groups": {
-                        side: np.histogram(values, bins=HISTOGRAM_EDGES)[0].tolist()
-                        for side, values in (("source", source), ("target", target))
-                    },
-                },
-            },
-            remedy=(
-                f"the stored vectors do not match {model}: fix EMBEDDINGS_XENOVA_MODEL if it "
-                "names the wrong model, otherwise re-index the documents (the guide's step 4; "
-                "`pytest suites/ --reindex` rewrites the target's vectors)"
-            ),
-        )
-    ]
+    return [outcome(check_id, AREA, True, message, **evidence)]
 
 
 def _run(pair: Pair, settings: Settings) -> list[CheckResult]:
     results: list[CheckResult] = []
-    for shape in _columns(pair.source, settings):
-        check_id = f"search.drift.{shape.qualified}"
+    for column in pair.inventory.vectors:
+        check_id = f"search.drift.{column.qualified}"
+        reason = skipped(column)
+        if reason is not None:
+            if not column.partition:
+                results.append(CheckResult(check_id, AREA, SKIP, reason))
+            continue
         results.extend(
-            guarded(check_id, AREA, lambda s=shape: _check_column(pair, settings, s), pair)
+            guarded(check_id, AREA, lambda c=column: _check_column(pair, settings, c), pair)
         )
-    return results
+    return results or [CheckResult("search.drift", AREA, SKIP, "no vector column to re-embed")]
 
 
 def check(pair: Pair, settings: Settings) -> list[CheckResult]:
-    """search.drift.<schema.table.column> for every searched vector column."""
+    """search.drift.<schema.table.column> for every vector column."""
     return guarded("search.drift", AREA, lambda: _run(pair, settings), pair)
 
 
-def _rewrite(
-    conn: psycopg.Connection, shape: Shape, config: SearchConfig, embedder: Embedder
-) -> int:
+def _rewrite(conn: psycopg.Connection, shape: EmbeddingColumn, embedder: Embedder) -> int:
     """Re-embed every row's text and rewrite its vector, in one transaction with the table
     locked against writers (rows are addressed by ctid, which the lock keeps stable)."""
     table = sql.Identifier(shape.schema, shape.table)
-    content = sql.Identifier(config.drift.content_column)
+    content = sql.Identifier(shape.text_column or "")
     column = sql.Identifier(shape.column)
     register_vector(conn)
     with conn.transaction():
@@ -245,42 +259,34 @@ def _rewrite(
 
 
 def _reindex(pair: Pair, settings: Settings) -> list[CheckResult]:
-    model = settings.embedding_model
-    config = shapes.load(settings)
     results = []
-    embedder = Embedder(model, settings.cache_dir)
-    try:
-        for shape in _columns(pair.source, settings):
+    for column in pair.inventory.app_vectors:
+        reason = skipped(column)
+        if reason is not None:
+            if not column.partition:
+                results.append(
+                    CheckResult(f"search.reindex.{column.qualified}", AREA, SKIP, reason)
+                )
+            continue
+        model = str(column.model)
+        embedder = Embedder(model, settings.cache_dir)
+        try:
+            started = time.monotonic()
             with connection(pair.target, role="target") as conn:
-                declared = next(
-                    (
-                        c.dimensions
-                        for c in vector_columns(conn, ())
-                        if c.qualified == shape.qualified
-                    ),
-                    None,
-                )
-                if declared != model_dimension(model):
-                    raise ConfigError(
-                        f"--reindex: {model} gives {model_dimension(model)} dimensions, "
-                        f"{shape.qualified} is declared {declared} on the target",
-                        DIMENSION_REMEDY,
-                    )
-                started = time.monotonic()
-                count = _rewrite(conn, shape, config, embedder)
-            results.append(
-                outcome(
-                    f"search.reindex.{shape.qualified}",
-                    AREA,
-                    True,
-                    f"{shape.qualified}: {count} chunks re-embedded with {model} and rewritten "
-                    f"on the target in {time.monotonic() - started:.1f} s",
-                    actual=count,
-                )
+                count = _rewrite(conn, column, embedder)
+        finally:
+            embedder.close()
+        results.append(
+            outcome(
+                f"search.reindex.{column.qualified}",
+                AREA,
+                True,
+                f"{column.qualified}: {count} chunks re-embedded with {model} and rewritten "
+                f"on the target in {time.monotonic() - started:.1f} s",
+                actual=count,
             )
-    finally:
-        embedder.close()
-    return results
+        )
+    return results or [CheckResult("search.reindex", AREA, SKIP, "the app has no vector column")]
 
 
 def reindex(pair: Pair, settings: Settings) -> list[CheckResult]:

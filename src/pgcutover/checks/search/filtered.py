@@ -17,7 +17,7 @@ from pgcutover.checks.base import CheckResult, Pair, outcome
 from pgcutover.checks.search import plans, queryset, shapes
 from pgcutover.checks.search.queryset import Runner, Workload
 from pgcutover.checks.search.recall import SIDES, measure
-from pgcutover.checks.search.shapes import AREA, SearchConfig, Shape
+from pgcutover.checks.search.shapes import AREA, SWEEP_SETTINGS, SearchConfig, Shape
 from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connection
 
@@ -64,12 +64,15 @@ def _side(
     cast = sql.SQL("{}::text").format(sql.Identifier(shape.filter_column))  # type: ignore[arg-type]
     epsilon = config.recall.epsilon
     with connection(endpoint, role=side) as conn:  # type: ignore[arg-type]
-        conn.execute("SELECT '[1]'::vector")  # loads pgvector, so its settings exist
+        conn.execute(  # loads pgvector, so its settings exist
+            sql.SQL("SELECT '[1]'::{}.vector").format(sql.Identifier(shape.type_schema))
+        )
         version = extension_version(conn, "vector")
         index = shapes.index_for(shape, shapes.ann_indexes(conn, settings.ignored_schemas))
         report: dict[str, Any] = {"pgvector": version, "index": index.name if index else None}
         if index is None:
             return report
+        report["method"] = index.method
         setting, iterative_modes = ITERATIVE[index.method]
         report["setting"] = setting
         conn.execute("SET enable_seqscan = off")
@@ -192,9 +195,10 @@ def _check_shape(
             threshold=tolerance,
             details=details,
             remedy=(
-                "the target's vector index finds fewer of a user's rows than the source's: "
-                "compare the index definitions and hnsw.ef_search; on pgvector >= 0.8 set "
-                f"{setting} = relaxed_order for the database"
+                f"the target's {sides['target']['method']} index finds fewer of a filter "
+                "value's rows than the source's: compare the index definitions and "
+                f"{SWEEP_SETTINGS[sides['target']['method']]} on both sides; on pgvector >= 0.8 "
+                f"set {setting} = relaxed_order for the database"
             ),
         )
     ]
@@ -207,5 +211,5 @@ def check(pair: Pair, settings: Settings) -> list[CheckResult]:
         settings,
         "search.filtered",
         _check_shape,
-        wanted=lambda shape: shape.filter_column is not None,
+        wanted=lambda shape: shape.filter_column is not None and shape.dense,
     )

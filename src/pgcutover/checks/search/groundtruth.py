@@ -63,7 +63,7 @@ def fingerprint(conn: psycopg.Connection, shape: Shape, filters: tuple[str, ...]
     """Content fingerprint of a shape's vectors and filter columns (see the module doc)."""
     row_bytes = sql.SQL(" || ").join(
         [
-            sql.SQL("vector_send({})").format(sql.Identifier(shape.column)),
+            sql.SQL("{}.vector_send({})").format(sql.Identifier(shape.type_schema), shape.stored()),
             *(sql.SQL("int8send({})").format(_label(column)) for column in filters),
         ]
     )
@@ -87,10 +87,10 @@ def stream(
     fixed strides (the vector and 8-byte label hashes have a fixed size per row); `digest` is
     the side's fingerprint when the caller computed one, kept with the corpus."""
     table = sql.Identifier(shape.schema, shape.table)
-    column = sql.Identifier(shape.column)
+    column = shape.stored()
     row = conn.execute(
-        sql.SQL("SELECT vector_dims({c}) FROM {t} WHERE {c} IS NOT NULL LIMIT 1").format(
-            c=column, t=table
+        sql.SQL("SELECT {s}.vector_dims({c}) FROM {t} WHERE {c} IS NOT NULL LIMIT 1").format(
+            s=sql.Identifier(shape.type_schema), c=column, t=table
         )
     ).fetchone()
     if row is None:

@@ -9,6 +9,7 @@ import numpy as np
 from pgcutover.checks.base import CheckResult, Pair, outcome
 from pgcutover.checks.search import queryset, shapes
 from pgcutover.checks.search.queryset import QuerySet, Runner
+from pgcutover.checks.search.recall import not_dense
 from pgcutover.checks.search.shapes import AREA, SearchConfig, Shape
 from pgcutover.config import Settings
 from pgcutover.db import connection
@@ -91,5 +92,8 @@ def _check_shape(
 
 
 def check(pair: Pair, settings: Settings) -> list[CheckResult]:
-    """search.latency.<shape> for every query shape."""
-    return shapes.per_shape(pair, settings, "search.latency", _check_shape)
+    """search.latency.<shape> for every dense query shape."""
+    dense = shapes.per_shape(
+        pair, settings, "search.latency", _check_shape, wanted=lambda shape: shape.dense
+    )
+    return dense + not_dense(pair, "search.latency")

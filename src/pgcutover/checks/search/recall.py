@@ -1,7 +1,9 @@
-"""Recall@k of every query shape on both sides against exact ground truth, at each database's
-own settings and over a sweep of hnsw.ef_search (or ivfflat.probes): the target must reach
-the source's recall minus a tolerance. The rows each shape returns are judged too: fewer
-than k where k rows exist is a finding of its own (filtered HNSW scans run short)."""
+"""Recall@k of every dense query shape (vector, halfvec) on both sides against exact ground
+truth, at each database's own settings and over a sweep of hnsw.ef_search (or
+ivfflat.probes): the target must reach the source's recall minus a tolerance. The rows each
+shape returns are judged against the source too: fewer than k where k rows exist fails only
+where the source returns more; short on both sides is a finding (filtered HNSW scans run
+short) with the setting that fixes it."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pgcutover.checks.base import CheckResult, Pair, outcome
+from pgcutover.checks.base import SHARED, CheckResult, Pair, finding, outcome
 from pgcutover.checks.search import groundtruth, queryset, shapes
 from pgcutover.checks.search.queryset import GOLDEN, PERTURBED, Runner, Workload
 from pgcutover.checks.search.shapes import AREA, SWEEP_SETTINGS, SearchConfig, Shape
@@ -54,12 +56,11 @@ def measure(workload: Workload, side: str, found: list[np.ndarray], epsilon: flo
 def sweep_setting(pair: Pair, settings: Settings, shape: Shape) -> str | None:
     """The knob to sweep for a shape: that of the ANN index serving it on the source, else on
     the target; None when neither side has one."""
-    for endpoint, role in ((pair.source, "source"), (pair.target, "target")):
-        with connection(endpoint, role=role) as conn:  # type: ignore[arg-type]
+    index = shapes.index_for(shape, pair.inventory.ann_indexes)
+    if index is None:
+        with connection(pair.target, role="target") as conn:
             index = shapes.index_for(shape, shapes.ann_indexes(conn, settings.ignored_schemas))
-        if index is not None:
-            return SWEEP_SETTINGS[index.method]
-    return None
+    return SWEEP_SETTINGS[index.method] if index is not None else None
 
 
 def _side(
@@ -185,28 +186,55 @@ def _rows(
             },
         }
     remedy = (
-        "a filtered query that the planner sends through the HNSW index stops after "
-        "hnsw.ef_search candidates and returns short: on pgvector >= 0.8 set "
-        "`ALTER DATABASE <db> SET hnsw.iterative_scan = relaxed_order` (see the "
+        f"a filtered query that the planner sends through the {knob_index(knob)} index stops "
+        f"after {knob or 'hnsw.ef_search'} candidates and returns short: on pgvector >= 0.8 set "
+        f"`ALTER DATABASE <db> SET {iterative(knob)} = relaxed_order` (see the "
         f"search.filtered.{shape.name} check), or make sure the btree index on the filter "
         "column exists and is analysed"
         if shape.filter_column
-        else f"raise hnsw.ef_search to at least LIMIT {shape.k} (`SHOW hnsw.ef_search` on "
-        "the target; look for ALTER DATABASE/ROLE ... SET)"
+        else f"raise {knob or 'hnsw.ef_search'} so the index returns LIMIT {shape.k} rows "
+        f"(`SHOW {knob or 'hnsw.ef_search'}` on the target; look for ALTER DATABASE/ROLE ... "
+        "SET)"
     )
+    message = (
+        f"{shape.name}: {average['target']} of {shape.k} rows on average on the target "
+        f"({short['target']} of {len(workload.queries)} queries short), "
+        f"{average['source']} on the source ({short['source']} short)"
+    )
+    evidence = {
+        "expected": round(fraction["source"], 4),
+        "actual": round(fraction["target"], 4),
+        "threshold": config.recall.tolerance,
+        "details": details,
+    }
+    if fraction["target"] < minimum and fraction["source"] < minimum:
+        return finding(
+            f"search.rows.{shape.name}",
+            AREA,
+            f"{message}: short on both sides, as on the source (not a migration fault)",
+            kind=SHARED,
+            blocking=fraction["target"] < fraction["source"] - config.recall.tolerance,
+            remedy=remedy,
+            **evidence,
+        )
     return outcome(
         f"search.rows.{shape.name}",
         AREA,
-        fraction["target"] >= minimum,
-        f"{shape.name}: {average['target']} of {shape.k} rows on average on the target "
-        f"({short['target']} of {len(workload.queries)} queries short), "
-        f"{average['source']} on the source ({short['source']} short)",
-        expected=f">= {minimum:.0%} of the rows that exist",
-        actual=round(fraction["target"], 4),
-        threshold=minimum,
-        details=details,
+        fraction["target"] >= min(minimum, fraction["source"] - config.recall.tolerance),
+        message,
         remedy=remedy,
+        **evidence,
     )
+
+
+def knob_index(knob: str | None) -> str:
+    """The index method a sweep setting belongs to, for advice."""
+    return "ivfflat" if knob == "ivfflat.probes" else "HNSW"
+
+
+def iterative(knob: str | None) -> str:
+    """pgvector >= 0.8's iterative-scan setting of the index method a knob belongs to."""
+    return "ivfflat.iterative_scan" if knob == "ivfflat.probes" else "hnsw.iterative_scan"
 
 
 def _check_shape(
@@ -242,6 +270,25 @@ def _check_shape(
     return _judge(shape, workload, config, Observed(knob, values, own, curves, effective))
 
 
+def not_dense(pair: Pair, prefix: str) -> list[CheckResult]:
+    """A skip for every shape whose vectors are not dense (sparsevec, bit): measured by the
+    plan checks only."""
+    return [
+        CheckResult(
+            f"{prefix}.{shape.name}",
+            AREA,
+            "skip",
+            f"{shape.qualified} is {shape.column_type}: recall and latency are measured on "
+            "dense vector and halfvec columns; its plans are checked (search.plan)",
+        )
+        for shape in pair.inventory.shapes
+        if not shape.dense
+    ]
+
+
 def check(pair: Pair, settings: Settings) -> list[CheckResult]:
-    """search.recall.<shape> and search.rows.<shape> for every query shape."""
-    return shapes.per_shape(pair, settings, "search.recall", _check_shape)
+    """search.recall.<shape> and search.rows.<shape> for every dense query shape."""
+    dense = shapes.per_shape(
+        pair, settings, "search.recall", _check_shape, wanted=lambda shape: shape.dense
+    )
+    return dense + not_dense(pair, "search.recall")
