@@ -16,7 +16,8 @@ from pgcutover.checks.base import Pair
 from pgcutover.config import Settings
 from pgcutover.dataset.embedder import Embedder
 from pgcutover.dataset.seed import seed
-from pgcutover.db import Endpoint, connect
+from pgcutover.db import Endpoint, connect, connection
+from pgcutover.inventory import Inventory, discover
 from pgcutover.migrate.runner import MigrationResult, migrate
 from pgcutover.providers.embedded import EmbeddedServer, start_embedded
 
@@ -73,14 +74,21 @@ def seeded_source(source_server: EmbeddedServer, settings: Settings) -> Endpoint
 
 
 @pytest.fixture(scope="session")
+def inventory(seeded_source: Endpoint, settings: Settings) -> Inventory:
+    """What the seeded source holds, discovered once."""
+    with connection(seeded_source, role="source") as conn:
+        return discover(conn, settings)
+
+
+@pytest.fixture(scope="session")
 def migrated(
-    target_server: EmbeddedServer, seeded_source: Endpoint, settings: Settings
+    target_server: EmbeddedServer, seeded_source: Endpoint, settings: Settings, inventory: Inventory
 ) -> tuple[Endpoint, MigrationResult]:
     """The source migrated once into a template database on the PG18 server."""
     with connect(target_server.endpoint, role="admin") as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(MIGRATED_TEMPLATE)))
     template = target_server.endpoint.with_dbname(MIGRATED_TEMPLATE)
-    result = migrate(seeded_source, template, settings)
+    result = migrate(seeded_source, template, settings, inventory)
     assert result.ok, f"the fixture migration failed: {result.error}"
     return template, result
 
@@ -97,6 +105,6 @@ def target_copy(
 
 
 @pytest.fixture
-def pair(seeded_source: Endpoint, target_copy: Endpoint) -> Pair:
+def pair(seeded_source: Endpoint, target_copy: Endpoint, inventory: Inventory) -> Pair:
     """Source and a private target copy, as checks take them."""
-    return Pair(seeded_source, target_copy)
+    return Pair(seeded_source, target_copy, inventory)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from psycopg import sql
 
-from pgcutover.checks.base import CheckResult
+from pgcutover.checks.base import CheckResult, Pair
 from pgcutover.config import OPTIONS, Settings, build_settings
-from pgcutover.db import Endpoint, connect
+from pgcutover.db import Endpoint, connect, connection
+from pgcutover.inventory import Inventory, discover
 from pgcutover.providers.embedded import EmbeddedServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,3 +58,14 @@ def by_id(results: list[CheckResult]) -> dict[str, CheckResult]:
 def failed_ids(results: list[CheckResult]) -> set[str]:
     """Ids of results that block a GO."""
     return {result.id for result in results if result.status in ("fail", "unknown")}
+
+
+def inventory_of(endpoint: Endpoint, settings: Settings) -> Inventory:
+    """What a database holds, as a run would discover it on its source."""
+    with connection(endpoint, role="source") as conn:
+        return discover(conn, settings)
+
+
+def pair_of(source: Endpoint, target: Endpoint, settings: Settings) -> Pair:
+    """A pair with the source's inventory discovered now (after the test shaped it)."""
+    return Pair(source, target, inventory_of(source, settings))

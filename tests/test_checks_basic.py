@@ -73,6 +73,10 @@ def test_expression_vector_indexes_are_discovered(pair, settings):
     )
     with connection(pair.target, role="target") as conn:
         found = {index.name: index for index in ann_indexes(conn, settings.ignored_schemas)}
-    assert found["idx_embedding_half"].column is None
+    half = found["idx_embedding_half"]
+    assert half.column == "embedding"
+    assert half.expression is not None and "halfvec(384)" in half.expression
+    assert (half.input_type, half.operator) == ("halfvec", "<=>")
     assert found["idx_embedding_hnsw"].column == "embedding"
+    assert found["idx_embedding_hnsw"].expression is None
     assert found["idx_embedding_hnsw"].operator == "<=>"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pgvector.psycopg import register_vector
 
-from helpers import TEST_ROWS, by_id, drop_database, execute, failed_ids, make_settings
+from helpers import TEST_ROWS, by_id, drop_database, execute, failed_ids, make_settings, pair_of
 from pgcutover.checks import content
 from pgcutover.checks.base import Pair
 from pgcutover.checks.content.diff import TableDiff
@@ -175,7 +175,9 @@ def test_rows_hidden_by_row_level_security_make_the_table_unknown(pair, tmp_path
         execute(pair.target, f"GRANT USAGE ON SCHEMA auth TO {role}")
         execute(pair.target, f"GRANT SELECT ON ALL TABLES IN SCHEMA public, auth TO {role}")
         reader = replace(pair.target, user=role, password=password)
-        results = content.check(Pair(pair.source, reader), content_settings(tmp_path, mode))
+        results = content.check(
+            Pair(pair.source, reader, pair.inventory), content_settings(tmp_path, mode)
+        )
         unknown = {r.id for r in results if r.status == "unknown"}
         assert unknown == {CHUNKS, "content.public.documents"}
         assert "row-level security" in by_id(results)[CHUNKS].message
@@ -196,7 +198,7 @@ def test_a_moved_row_is_paired_across_ranges():
 
 
 @pytest.fixture
-def own_pair(source_server, target_server) -> Iterator[Pair]:
+def own_pair(source_server, target_server, settings) -> Iterator[Pair]:
     """A private database on each server (the shared source stays untouched), identical on
     both sides: a table without a key, one with a primary key, one with a two-column unique
     NOT NULL key and no primary key."""
@@ -213,7 +215,9 @@ def own_pair(source_server, target_server) -> Iterator[Pair]:
     for server in (source_server, target_server):
         execute(server.endpoint, f"CREATE DATABASE {name}")
         execute(server.endpoint.with_dbname(name), setup)
-    yield Pair(source_server.endpoint.with_dbname(name), target_server.endpoint.with_dbname(name))
+    yield pair_of(
+        source_server.endpoint.with_dbname(name), target_server.endpoint.with_dbname(name), settings
+    )
     for server in (source_server, target_server):
         drop_database(server, name)
 

@@ -18,22 +18,38 @@ from pgcutover.checks.base import Pair
 from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connection
 from pgcutover.errors import ConfigError
+from pgcutover.inventory import Inventory
 from pgcutover.load import during_dump, slo
 from pgcutover.load.config import LoadConfig, load_config
 from pgcutover.load.runner import LOCUSTFILE, LoadPlan, run_locust
 
+CHUNKS = "public.vector_embeddings.embedding"
+BY_USER = f"{CHUNKS}.by_user_id"
 #: Short runs keep the suite quick; the numbers only need to separate healthy from broken.
 QUICK = {"users": 2, "spawn_rate": 2, "duration": 4}
 
 
-def quick_config(settings: Settings, **changes: object) -> LoadConfig:
-    return load_config(settings).with_overrides(**{**QUICK, **changes})
+#: The rehearsal app's own shapes besides the discovered ones: a relational read and a write.
+APP_SHAPES = """
+[load.shapes.documents_by_user]
+sql = "SELECT id, title FROM public.documents WHERE user_id = %(user_id)s LIMIT 20"
+[load.shapes.query_log_insert]
+write = true
+sql = "INSERT INTO public.query_log (user_id, query, result_count) VALUES (%(user_id)s, 'x', 1)"
+[load.parameters]
+sql = "SELECT id AS user_id FROM public.users ORDER BY random() LIMIT 200"
+"""
 
 
-def settings_with(tmp_path: Path, toml: str) -> Settings:
-    """Settings whose targets.toml carries [load] overrides."""
-    (tmp_path / "targets.toml").write_text(toml)
+def settings_with(tmp_path: Path, toml: str = "") -> Settings:
+    """Settings whose targets.toml carries the app's shapes and [load] overrides."""
+    (tmp_path / "targets.toml").write_text(APP_SHAPES + toml)
     return make_settings(tmp_path)
+
+
+def quick_config(tmp_path: Path, inventory: Inventory, **changes: object) -> LoadConfig:
+    config = load_config(settings_with(tmp_path), inventory)
+    return config.with_overrides(**{**QUICK, **changes})
 
 
 def count_rows(endpoint: Endpoint, table: str) -> int:
@@ -60,7 +76,7 @@ def test_faithful_target_meets_service_levels_and_writes_only_there(
     results = slo.check(pair, settings, artefact)
     assert failed_ids(results) == set()
     checks = by_id(results)
-    bars = checks["load.target.p95.filtered"].details["bars"]
+    bars = checks[f"load.target.p95.{BY_USER}"].details["bars"]
     assert set(bars["groups"]) == {"source", "target"}
     assert all(value is not None for value in bars["groups"]["source"])
     series = checks["load.target.throughput"].details["series"]
@@ -72,7 +88,7 @@ def test_faithful_target_meets_service_levels_and_writes_only_there(
     assert set(artefacts) == {"locust report (source)", "locust report (target)"}
 
 
-def test_statement_delay_fails_p95(target_copy: Endpoint, settings: Settings, tmp_path: Path):
+def test_statement_delay_fails_p95(target_copy: Endpoint, inventory: Inventory, tmp_path: Path):
     execute(target_copy, "ALTER TABLE public.documents RENAME TO documents_data")
     execute(
         target_copy,
@@ -85,7 +101,7 @@ def test_statement_delay_fails_p95(target_copy: Endpoint, settings: Settings, tm
         "CREATE VIEW public.documents AS SELECT * FROM public.documents_data "
         "WHERE (SELECT public.delay())",
     )
-    config = quick_config(settings)
+    config = quick_config(tmp_path, inventory)
     config = config.with_overrides(
         slo=replace(config.slo, p95_ms={"default": 250.0, "documents_by_user": 100.0})
     )
@@ -98,24 +114,24 @@ def test_statement_delay_fails_p95(target_copy: Endpoint, settings: Settings, tm
 
 
 def test_failing_query_is_a_failure_and_fails_error_rate(
-    target_copy: Endpoint, settings: Settings, tmp_path: Path
+    target_copy: Endpoint, inventory: Inventory, tmp_path: Path
 ) -> None:
     execute(target_copy, "ALTER TABLE public.documents RENAME COLUMN title TO heading")
-    config = quick_config(settings)
+    config = quick_config(tmp_path, inventory)
     stats = run_locust(LoadPlan(target_copy, config, source=False), tmp_path, "broken")
     results = slo.judge(stats, config, writes=False)
     assert "load.target.error_rate" in failed_ids(results)
     broken = stats.entries["documents_by_user"]
     assert broken.requests > 0 and broken.failures == broken.requests
     assert any('column "title" does not exist' in e["error"] for e in stats.errors)
-    healthy = stats.entries["unfiltered"]
+    healthy = stats.entries[CHUNKS]
     assert healthy.requests > broken.requests / 2 and healthy.failures == 0
 
 
 def test_distributed_run_merges_both_workers(
-    seeded_source: Endpoint, settings: Settings, tmp_path: Path
+    seeded_source: Endpoint, inventory: Inventory, tmp_path: Path
 ) -> None:
-    config = quick_config(settings, users=4, spawn_rate=4)
+    config = quick_config(tmp_path, inventory, users=4, spawn_rate=4)
     plan = LoadPlan(seeded_source, config, source=True, workers=2)
     stats = run_locust(plan, tmp_path, "distributed")
     assert len(stats.workers) == 2
@@ -125,14 +141,16 @@ def test_distributed_run_merges_both_workers(
 
 
 def test_writes_never_reach_a_source(
-    seeded_source: Endpoint, settings: Settings, target_copy: Endpoint
+    seeded_source: Endpoint, inventory: Inventory, target_copy: Endpoint, tmp_path: Path
 ) -> None:
-    config = load_config(settings).with_overrides(writes=True)
+    config = quick_config(tmp_path, inventory, writes=True)
     with pytest.raises(ConfigError, match="source"):
         LoadPlan(seeded_source, config, source=True, writes=True)
-    named_target = Pair(seeded_source, replace(target_copy, ephemeral=False))
-    with pytest.raises(ConfigError, match="allow-destructive"):
+    named_target = Pair(seeded_source, replace(target_copy, ephemeral=False), inventory)
+    settings = settings_with(tmp_path)
+    with pytest.raises(ConfigError, match="--test-writes"):
         slo.target_writes(config, named_target, settings)
+    assert slo.target_writes(config, named_target, replace(settings, test_writes=True))
 
 
 def locust_cli(args: list[str], endpoint: Endpoint, cwd: Path) -> subprocess.CompletedProcess:
@@ -160,9 +178,9 @@ def test_standalone_cli_from_targets_toml(seeded_source: Endpoint, tmp_path: Pat
 
 @pytest.mark.slow
 def test_latency_during_dump_is_measured_and_judged(
-    seeded_source: Endpoint, settings: Settings, tmp_path: Path
+    seeded_source: Endpoint, settings: Settings, inventory: Inventory, tmp_path: Path
 ) -> None:
-    config = quick_config(settings)
+    config = quick_config(tmp_path, inventory)
     config = config.with_overrides(
         during_dump=replace(config.during_dump, baseline_seconds=3, min_dump_seconds=3)
     )

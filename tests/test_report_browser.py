@@ -20,7 +20,8 @@ import pytest
 
 from helpers import execute
 from pgcutover import expectations
-from pgcutover.checks import connectivity, drift, row_counts, vector_indexes, vectors
+from pgcutover.checks import connectivity, row_counts, vector_indexes, vectors
+from pgcutover.checks import migration as migration_check
 from pgcutover.checks.search import latency, recall
 from pgcutover.environment import describe
 from pgcutover.report.model import RunReport
@@ -154,7 +155,7 @@ def test_go_report_renders_verdict_and_charts_offline(pair, settings, migrated, 
         *vector_indexes.check(pair, settings),
         *recall.check(pair, settings),
         *latency.check(pair, settings),
-        *drift.from_migration(migrated[1]),
+        *migration_check.drift(migrated[1]),
         *expectations.check(pair, settings),
     ]
     html = make_report(pair, migrated[1], checks, "browser-go", tmp_path)

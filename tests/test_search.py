@@ -11,14 +11,18 @@ import numpy as np
 import pytest
 from pgvector.psycopg import register_vector
 
-from helpers import by_id, execute, failed_ids, make_settings
+from helpers import by_id, execute, failed_ids, inventory_of, make_settings, pair_of
+from pgcutover.checks import vector_indexes, vectors
 from pgcutover.checks.base import Pair
 from pgcutover.checks.search import drift, filtered, latency, plans, recall, shapes, smoke
 from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connect
 from pgcutover.errors import ConfigError
+from pgcutover.inventory import configured_shape
 
-DRIFT = "search.drift.public.vector_embeddings.embedding"
+CHUNKS = "public.vector_embeddings.embedding"
+BY_USER = f"{CHUNKS}.by_user_id"
+DRIFT = f"search.drift.{CHUNKS}"
 
 
 def _replace_vectors(endpoint: Endpoint, transform: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -66,7 +70,7 @@ def test_faithful_copy_passes_and_reports_curves(pair, settings):
     results = _all(pair, settings)
     assert failed_ids(results) == set()
     found = by_id(results)
-    for shape in ("unfiltered", "filtered"):
+    for shape in (CHUNKS, BY_USER):
         curve = found[f"search.recall.{shape}"].details["series"]
         assert curve["x_label"] == "hnsw.ef_search"
         assert len(curve["lines"]["source"]) == len(curve["lines"]["target"]) == len(curve["x"])
@@ -74,29 +78,44 @@ def test_faithful_copy_passes_and_reports_curves(pair, settings):
             "source",
             "target",
         }
-    assert "idx_embedding_hnsw" in found["search.plan.unfiltered"].message
-    assert found["search.recall.unfiltered"].details["recall"]["target"]["golden"] > 0.9
-    assert "computed once and shared" in found["search.recall.unfiltered"].details["ground_truth"]
-    assert found["search.smoke.app"].details["left_behind"] == {
-        "auth.users": 0,
-        "public.users": 0,
-        "public.documents": 0,
-        "public.vector_embeddings": 0,
-    }
+    assert "idx_embedding_hnsw" in found[f"search.plan.{CHUNKS}"].message
+    assert found[f"search.recall.{CHUNKS}"].details["recall"]["target"]["golden"] > 0.9
+    assert "computed once and shared" in found[f"search.recall.{CHUNKS}"].details["ground_truth"]
+    smoke_app = found["search.smoke.app"]
+    assert smoke_app.details["left"] == 0
+    assert set(smoke_app.details["ranks"]) == {"exact", "owner_filtered", "as_authenticated"}
 
 
 def test_missing_hnsw_index_is_a_sequential_scan(pair, settings):
     execute(pair.target, "DROP INDEX idx_embedding_hnsw")
     results = by_id(plans.check(pair, settings))
-    assert results["search.plan.unfiltered"].status == "fail"
-    assert "sequential scan + sort" in results["search.plan.unfiltered"].message
-    assert "CREATE INDEX idx_embedding_hnsw" in results["search.plan.unfiltered"].remedy
-    assert results["search.plan.users_by_email"].status == "pass"
+    assert results[f"search.plan.{CHUNKS}"].status == "fail"
+    assert "sequential scan + sort" in results[f"search.plan.{CHUNKS}"].message
+    assert "CREATE INDEX idx_embedding_hnsw" in results[f"search.plan.{CHUNKS}"].remedy
+    assert results["search.plan.lookup.public.documents.user_id"].status == "pass"
 
 
 def test_missing_btree_index_fails_its_lookup(pair, settings):
     execute(pair.target, "DROP INDEX idx_documents_user_id")
-    assert failed_ids(plans.check(pair, settings)) == {"search.plan.documents_by_user_id"}
+    assert failed_ids(plans.check(pair, settings)) == {
+        "search.plan.lookup.public.documents.user_id"
+    }
+
+
+def test_no_vector_index_on_either_side_is_a_finding_not_a_failure(
+    source_server, target_copy, settings
+):
+    """A faithful copy of a database without an ANN index: the plans and the index check
+    report it as advice on both sides; only readiness_blocking makes it block."""
+    execute(target_copy, "DROP INDEX idx_embedding_hnsw")
+    same = pair_of(target_copy, target_copy, settings)
+    results = [*plans.check(same, settings), *vector_indexes.check(same, settings)]
+    assert failed_ids(results) == set()
+    found = by_id(results)
+    assert found[f"search.plan.{CHUNKS}"].details["finding"] == "both sides"
+    readiness = found[f"vector_index.readiness.{CHUNKS}"]
+    assert readiness.details["finding"] == "readiness"
+    assert "USING hnsw (embedding vector_cosine_ops)" in readiness.remedy
 
 
 def test_weak_index_build_loses_recall(pair, settings):
@@ -109,7 +128,7 @@ def test_weak_index_build_loses_recall(pair, settings):
         " USING hnsw (embedding vector_cosine_ops) WITH (m = 4, ef_construction = 8)",
     )
     results = by_id(recall.check(pair, settings))
-    weak = results["search.recall.unfiltered"]
+    weak = results[f"search.recall.{CHUNKS}"]
     assert weak.status == "fail"
     assert weak.actual < weak.expected - weak.threshold
     assert np.mean(weak.details["series"]["lines"]["target"]) < np.mean(
@@ -120,8 +139,8 @@ def test_weak_index_build_loses_recall(pair, settings):
 def test_low_ef_search_for_the_database_fails_recall_and_rows(pair, settings):
     execute(pair.target, f'ALTER DATABASE "{pair.target.dbname}" SET hnsw.ef_search = 1')
     results = by_id(recall.check(pair, settings))
-    assert {"search.recall.unfiltered", "search.rows.unfiltered"} <= failed_ids(results.values())
-    assert results["search.recall.unfiltered"].details["settings"]["target"] == {
+    assert {f"search.recall.{CHUNKS}", f"search.rows.{CHUNKS}"} <= failed_ids(results.values())
+    assert results[f"search.recall.{CHUNKS}"].details["settings"]["target"] == {
         "hnsw.ef_search": "1"
     }
 
@@ -134,24 +153,24 @@ def test_filtered_query_through_hnsw_runs_short_until_iterative_scan(pair, setti
     a large table gets; the recommended hnsw.iterative_scan setting then restores the rows."""
     execute(pair.target, "DROP INDEX idx_vector_embeddings_user_id")
     execute(pair.target, f'ALTER DATABASE "{pair.target.dbname}" SET enable_seqscan = off')
-    short = by_id(recall.check(pair, settings))["search.rows.filtered"]
+    short = by_id(recall.check(pair, settings))[f"search.rows.{BY_USER}"]
     assert short.status == "fail"
     assert short.details["short_queries"]["target"] > 0
-    probe = by_id(filtered.check(pair, settings))["search.filtered.filtered"]
+    probe = by_id(filtered.check(pair, settings))[f"search.filtered.{BY_USER}"]
     assert "relaxed_order" in probe.details["recommendation"]
     assert "iterative_scan_error" in probe.details["sides"]["source"]
     execute(
         pair.target,
         f'ALTER DATABASE "{pair.target.dbname}" SET hnsw.iterative_scan = relaxed_order',
     )
-    assert by_id(recall.check(pair, settings))["search.rows.filtered"].status == "pass"
+    assert by_id(recall.check(pair, settings))[f"search.rows.{BY_USER}"].status == "pass"
 
 
 def test_noise_vectors_fail_drift(pair, settings):
     _replace_vectors(pair.target, _noise)
     result = by_id(drift.check(pair, settings))[DRIFT]
     assert result.status == "fail"
-    assert "not made by" in result.message
+    assert "worse than the source's" in result.message
 
 
 def test_vectors_from_another_model_fail_drift(pair, settings):
@@ -161,10 +180,21 @@ def test_vectors_from_another_model_fail_drift(pair, settings):
     assert result.details["similarity"]["target"]["median"] < 0.5
 
 
-def test_configured_dimension_differing_from_the_column_fails_drift(pair, settings):
-    result = by_id(drift.check(pair, replace(settings, vector_dimensions=768)))[DRIFT]
-    assert result.status == "fail"
-    assert "dimensions disagree" in result.message
+def test_vectors_of_another_model_on_both_sides_are_a_readiness_finding(
+    source_server, target_copy, settings
+):
+    """A faithful copy whose vectors were never MiniLM embeddings of their text: the copy is
+    not at fault, so drift reports a readiness finding instead of failing."""
+    _replace_vectors(target_copy, _other_model)
+    result = by_id(drift.check(pair_of(target_copy, target_copy, settings), settings))[DRIFT]
+    assert result.status == "pass"
+    assert result.details["finding"] == "readiness"
+    assert "on both sides" in result.message
+
+
+def test_configured_dimension_differing_from_the_column_fails_the_configuration(pair, settings):
+    result = by_id(vectors.check(pair, replace(settings, vector_dimensions=768)))
+    assert result["vector_dimensions.configuration"].status == "fail"
 
 
 def test_reindex_repairs_drift_on_the_target_only(pair, settings):
@@ -176,7 +206,7 @@ def test_reindex_repairs_drift_on_the_target_only(pair, settings):
 
 
 def test_reindex_refuses_a_target_pgcutover_did_not_create(pair, settings, tmp_path):
-    foreign = Pair(pair.source, replace(pair.target, ephemeral=False))
+    foreign = Pair(pair.source, replace(pair.target, ephemeral=False), pair.inventory)
     with pytest.raises(ConfigError, match="--allow-destructive"):
         drift.reindex(foreign, settings)
     (tmp_path / "targets.toml").write_text(
@@ -206,12 +236,24 @@ def test_search_settings_are_data_overridable_in_targets_toml(tmp_path):
     config = shapes.load(make_settings(tmp_path))
     assert config.recall.tolerance == 0.2
     assert config.recall.ef_search == (10, 20, 40, 80, 160)
-    assert [shape.name for shape in config.shapes] == ["unfiltered", "filtered"]
-    (tmp_path / "targets.toml").write_text(
-        '[[search.shapes]]\nname = "bad"\ntable = "t"\ncolumn = "c"\noperator = "<>"\nk = 5\n'
-    )
+    bad = {"name": "bad", "table": "t", "column": "c", "operator": "<>", "k": 5}
     with pytest.raises(ConfigError, match="not a pgvector distance operator"):
-        shapes.load(make_settings(tmp_path))
+        configured_shape(bad, 0)
+
+
+def test_a_configured_shape_replaces_the_discovered_ones_for_its_column(seeded_source, tmp_path):
+    (tmp_path / "targets.toml").write_text(
+        '[[search.shapes]]\nname = "chunks_by_document"\ntable = "public.vector_embeddings"\n'
+        'column = "embedding"\noperator = "<=>"\nk = 5\nfilter_column = "document_id"\n'
+    )
+    found = inventory_of(seeded_source, make_settings(tmp_path))
+    assert [s.name for s in found.shapes] == ["chunks_by_document"]
+    (tmp_path / "targets.toml").write_text(
+        '[[search.shapes]]\nname = "ghost"\ntable = "public.ghosts"\ncolumn = "embedding"\n'
+        'operator = "<=>"\nk = 5\n'
+    )
+    with pytest.raises(ConfigError, match="not a vector column on the source"):
+        inventory_of(seeded_source, make_settings(tmp_path))
 
 
 def test_unconfigured_vector_tables_are_discovered_from_the_catalog(target_copy, settings):
@@ -226,12 +268,10 @@ def test_unconfigured_vector_tables_are_discovered_from_the_catalog(target_copy,
         target_copy,
         "CREATE INDEX ON notes_vectors USING hnsw (embedding vector_l2_ops)",
     )
-    with connect(target_copy, role="source") as conn:
-        found, problems = shapes.discover(conn, shapes.load(settings), settings)
-    discovered = {shape.name: shape for shape in found if shape.discovered}
-    assert problems == []
+    same = pair_of(target_copy, target_copy, settings)
+    discovered = {shape.name: shape for shape in same.inventory.shapes if shape.discovered}
     assert discovered["public.notes_vectors.embedding"].operator == "<->"
-    results = by_id(plans.check(Pair(target_copy, target_copy), settings))
+    results = by_id(plans.check(same, settings))
     assert results["search.plan.public.notes_vectors.embedding"].status == "pass"
 
 
@@ -242,8 +282,8 @@ def test_ivfflat_index_is_swept_over_probes(target_copy, settings):
         "CREATE INDEX idx_embedding_ivfflat ON vector_embeddings"
         " USING ivfflat (embedding vector_cosine_ops) WITH (lists = 20)",
     )
-    same = Pair(target_copy, target_copy)
-    result = by_id(recall.check(same, settings))["search.recall.unfiltered"]
+    same = pair_of(target_copy, target_copy, settings)
+    result = by_id(recall.check(same, settings))[f"search.recall.{CHUNKS}"]
     assert result.details["series"]["x_label"] == "ivfflat.probes"
     assert result.details["series"]["x"] == [1, 2, 4, 8, 16]
     assert result.status == "pass"

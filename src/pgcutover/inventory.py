@@ -485,7 +485,8 @@ def discover(conn: psycopg.Connection, settings: Settings) -> Inventory:
         texts.setdefault(table, []).append(column)
     notes: list[str] = []
     vectors = _vectors(conn, params, settings, config, texts, notes)
-    filters = _filters(conn, params, vectors, config)
+    filter_rows = conn.execute(FILTER_COLUMNS, params).fetchall()
+    filters = _filters(filter_rows, vectors, config)
     roles = tuple(role.name for role in referenced_roles(conn, settings.ignored_schemas))
     login = str(conn.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
     found_text = tuple(text_indexes(conn, settings.ignored_schemas))
@@ -501,7 +502,7 @@ def discover(conn: psycopg.Connection, settings: Settings) -> Inventory:
         settings=read_settings(conn, [*roles, login]),
         shapes=_shapes(settings, vectors, indexes, filters, config),
         text_shapes=tuple(_text_shape(index) for index in found_text if index.valid),
-        lookups=_lookups(filters),
+        lookups=_lookups(filter_rows, filters),
         notes=tuple(notes),
     )
 
@@ -592,23 +593,22 @@ def _text_column(
 
 
 def _filters(
-    conn: psycopg.Connection,
-    params: dict[str, Any],
+    rows: Sequence[tuple[str, str, str, str, int]],
     vectors: Sequence[EmbeddingColumn],
     config: InventoryConfig,
 ) -> tuple[FilterColumn, ...]:
-    """Filter columns of the tables holding vector columns: configured ones, else discovered
-    ones (RLS policy columns first, then indexed foreign keys, then btree-indexed columns)."""
+    """Filter columns of the tables holding vector columns: configured ones first, then
+    discovered ones (RLS policy columns, indexed foreign keys, btree-indexed columns)."""
     vector_tables = {(v.schema, v.table) for v in vectors if not v.partition}
     vector_names = {(v.schema, v.table, v.column) for v in vectors}
     reasons: dict[tuple[str, str, str], list[str]] = {}
-    for schema, table, column, reason, _ in conn.execute(FILTER_COLUMNS, params).fetchall():
-        if (schema, table) in vector_tables and (schema, table, column) not in vector_names:
-            reasons.setdefault((schema, table, column), []).append(reason)
     for qualified, override in config.columns.items():
         schema, table, _ = qualified.split(".")
         for column in override.get("filter_columns", []):
-            reasons.setdefault((schema, table, str(column)), []).insert(0, "configured")
+            reasons.setdefault((schema, table, str(column)), []).append("configured")
+    for schema, table, column, reason, _ in rows:
+        if (schema, table) in vector_tables and (schema, table, column) not in vector_names:
+            reasons.setdefault((schema, table, column), []).append(reason)
     return tuple(
         FilterColumn(schema, table, column, tuple(why))
         for (schema, table, column), why in reasons.items()
@@ -713,13 +713,17 @@ def _text_shape(index: TextIndex) -> TextShape:
     )
 
 
-def _lookups(filters: Sequence[FilterColumn]) -> tuple[Lookup, ...]:
-    """One equality lookup per filter column an index serves."""
+def _lookups(
+    rows: Sequence[tuple[str, str, str, str, int]], filters: Sequence[FilterColumn]
+) -> tuple[Lookup, ...]:
+    """Equality lookups an index serves: every indexed foreign key (the joins of the app's
+    relational schema) and every filter column of a vector table a btree serves."""
     served = ("indexed foreign key", "btree index")
+    found = {(s, t, c) for s, t, c, reason, _ in rows if reason == "indexed foreign key"}
+    found |= {(f.schema, f.table, f.column) for f in filters if any(r in served for r in f.reasons)}
     return tuple(
-        Lookup(f"lookup.{f.qualified}", f.schema, f.table, f.column)
-        for f in filters
-        if any(reason in served for reason in f.reasons)
+        Lookup(f"lookup.{schema}.{table}.{column}", schema, table, column)
+        for schema, table, column in sorted(found)
     )
 
 

@@ -84,6 +84,8 @@ def _anchor(check_id: str) -> str:
 
 def _verdict_line(report: RunReport) -> str:
     counts = report.counts()
+    if not report.complete:
+        return incomplete_line(report)
     if not report.checks:
         return "No check ran, so nothing can be approved."
     if report.verdict == "GO":
@@ -97,6 +99,20 @@ def _verdict_line(report: RunReport) -> str:
     return (
         f"{' and '.join(parts)}; {counts['pass']} passed. "
         "Do not cut over until the blocking checks below pass."
+    )
+
+
+def incomplete_line(report: RunReport) -> str:
+    """Why an incomplete run is not a sign-off, whatever its checks say."""
+    missing = report.completeness["missing"]
+    reasons = []
+    if report.completeness["interrupted"]:
+        reasons.append("the run was interrupted")
+    if missing:
+        reasons.append(f"these check families did not report: {', '.join(missing)}")
+    return (
+        f"Not a sign-off: {'; '.join(reasons)}. GO needs every check family to run to the end; "
+        "run `pytest suites/` without -k/-m filters and let it finish."
     )
 
 
@@ -121,9 +137,16 @@ def _facts(report: RunReport) -> str:
     ]
     if any("error" in side for side in sides):
         rows.append(row("error", *(_value(side.get("error")) for side in sides)))
+    relation = report.relation or {}
+    shared = (
+        f"<p id='relation'>The two sides share one server ({escape(str(relation['evidence']))})"
+        ": the migration left the server's roles and their settings as they were.</p>"
+        if relation.get("shared_server")
+        else ""
+    )
     return (
         "<table id='compared'><tr><th></th><th>source</th><th>target</th></tr>"
-        f"{''.join(rows)}</table>"
+        f"{''.join(rows)}</table>{shared}"
     )
 
 
@@ -153,6 +176,83 @@ def _blocking(report: RunReport) -> str:
         for c in blocking
     )
     return f"<h2 id='blocking'>Blocking checks</h2><ol class='blocking'>{items}</ol>"
+
+
+def _findings(report: RunReport) -> str:
+    """Advice that does not block: what both sides lack, readiness, harmless differences."""
+    found = [c for c in report.ordered_checks() if c.details.get("finding") and c.status == "pass"]
+    if not found:
+        return ""
+    items = "".join(
+        f"<li><b>{escape(str(c.details['finding']))}</b> "
+        f"<a href='#{_anchor(c.id)}'><code>{escape(c.id)}</code></a>: {escape(c.message)}"
+        + (f"<div class='remedy'>advice: {escape(c.remedy)}</div>" if c.remedy else "")
+        + "</li>"
+        for c in found
+    )
+    return (
+        "<h2 id='findings'>Findings (not blocking)</h2><p class='muted'>What the source lacks "
+        "too, the guide's readiness demands (set [inventory] readiness_blocking = true to make "
+        f"them block), and differences that change nothing the app sees.</p><ul>{items}</ul>"
+    )
+
+
+def _list(values: Any) -> str:
+    return (
+        escape(", ".join(str(v) for v in values)) if values else "<span class='muted'>none</span>"
+    )
+
+
+def _inventory(inventory: Mapping[str, Any] | None) -> str:
+    """What pgcutover found in the source, as every check read it."""
+    if not inventory:
+        return "<p class='muted'>The source's inventory was not read (see the blocking checks).</p>"
+    tables = inventory["tables"]
+    keyless = [f"{t['schema']}.{t['name']}" for t in tables if not t["primary_key"]]
+    rls = [f"{t['schema']}.{t['name']}" for t in tables if t["rls"]]
+    vectors = "".join(
+        f"<tr><td><code>{escape(v['schema'])}.{escape(v['table'])}.{escape(v['column'])}</code>"
+        f"</td><td>{escape(v['type_name'])}({v['dimensions'] or '?'})</td>"
+        f"<td>{'the app' if v['app'] else 'other'}</td><td>{escape(str(v['model'] or ''))}</td>"
+        f"<td>{escape(str(v['text_column'] or ''))} <span class='muted'>"
+        f"{escape(v['text_column_from'])}</span></td></tr>"
+        for v in inventory["vectors"]
+        if not v["partition"]
+    )
+    indexes = [
+        f"{i['name']} ({i['method']} {i['opclass']}"
+        + (f" {', '.join(i['options'])}" if i["options"] else "")
+        + ")"
+        for i in inventory["ann_indexes"]
+    ]
+    texts = [f"{i['name']} ({i['kind']})" for i in inventory["text_indexes"]]
+    filters = [
+        f"{f['schema']}.{f['table']}.{f['column']} ({', '.join(f['reasons'])})"
+        for f in inventory["filters"]
+    ]
+    settings = [
+        f"{s['scope']}{' ' + s['role'] if s['role'] else ''}: {s['name']}={s['value']}"
+        for s in inventory["settings"]
+    ]
+    shapes = [s["name"] for s in inventory["shapes"]] + [
+        s["name"] for s in (*inventory["text_shapes"], *inventory["lookups"])
+    ]
+    notes = "".join(f"<li class='remedy'>{escape(n)}</li>" for n in inventory["notes"])
+    return (
+        f"<p>Database <code>{escape(inventory['database'])}</code>: {len(tables)} tables in "
+        f"schemas {_list(inventory['schemas'])}.</p>"
+        "<table id='inventory-vectors'><tr><th>vector column</th><th>type</th><th>judged as</th>"
+        f"<th>model</th><th>text column</th></tr>{vectors}</table>"
+        "<table id='inventory'>"
+        f"<tr><th>vector indexes</th><td>{_list(indexes)}</td></tr>"
+        f"<tr><th>text-search indexes</th><td>{_list(texts)}</td></tr>"
+        f"<tr><th>filter columns</th><td>{_list(filters)}</td></tr>"
+        f"<tr><th>query shapes</th><td>{_list(shapes)}</td></tr>"
+        f"<tr><th>database and role settings</th><td>{_list(settings)}</td></tr>"
+        f"<tr><th>tables without a primary key</th><td>{_list(keyless)}</td></tr>"
+        f"<tr><th>row-level security</th><td>{_list(rls)}</td></tr></table>"
+        + (f"<ul>{notes}</ul>" if notes else "")
+    )
 
 
 def _since_last_run(comparison: Mapping[str, Any] | None) -> str:
@@ -352,6 +452,8 @@ def render(report: RunReport, digest: str) -> str:
 {_run_line(report, digest)}
 <h2>What was compared</h2>{_facts(report)}
 {_blocking(report)}
+{_findings(report)}
+<h2 id="found">What pgcutover found in the source</h2>{_inventory(report.inventory)}
 {_since_last_run(report.since_last_run)}
 <h2 id="integrity-heading">Data integrity (row counts, source vs target)</h2>{_integrity(report)}
 <h2 id="pictures">Pictures</h2>{_pictures(report)}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pgcutover.report.html import incomplete_line
 from pgcutover.report.model import RunReport
+from pgcutover.report.writer import latest_verdict
 
 SHOWN = 10
 WIDTH = 150
@@ -33,7 +35,8 @@ def verdict_line(report: RunReport) -> str:
 def summary_lines(report: RunReport, html: Path) -> list[str]:
     """Blocking checks, the trend against the last run, and the report's path."""
     blocking = [c for c in report.ordered_checks() if c.status in ("fail", "unknown")]
-    lines = [_short(f"  [{c.status}] {c.id}: {c.message}") for c in blocking[:SHOWN]]
+    lines = [] if report.complete else [_short(f"  {incomplete_line(report)}")]
+    lines += [_short(f"  [{c.status}] {c.id}: {c.message}") for c in blocking[:SHOWN]]
     if len(blocking) > SHOWN:
         lines.append(f"  ... and {len(blocking) - SHOWN} more (all in the report)")
     trend = report.since_last_run
@@ -42,5 +45,7 @@ def summary_lines(report: RunReport, html: Path) -> list[str]:
             f"since last run ({trend['previous_verdict']}): {len(trend['new_failures'])} new "
             f"failures, {len(trend['fixed'])} fixed, {len(trend['changed'])} numbers moved"
         )
-    lines.append(f"report: {_where(html)}  (copy in {_where(html.parent.parent / 'latest')})")
+    copied = report.complete or latest_verdict(html.parent.parent) == report.verdict
+    latest = f"copy in {_where(html.parent.parent / 'latest')}" if copied else "reports/latest kept"
+    lines.append(f"report: {_where(html)}  ({latest})")
     return lines

@@ -215,20 +215,23 @@ def _as_policy_role(
         return None
     role = "authenticated" if "authenticated" in roles else roles[0]
     claims = f'{{"sub": "{owner}", "role": "{role}"}}'
-    with conn.transaction(force_rollback=True):
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-        conn.execute("SET LOCAL row_security = on")
-        conn.execute("SELECT set_config(%s, %s, true)", (CLAIMS[0], str(owner)))
-        conn.execute("SELECT set_config(%s, %s, true)", (CLAIMS[1], claims))
-        sees_template = conn.execute(
-            sql.SQL("SELECT count(*) FROM {} WHERE ctid = %s::tid").format(
-                sql.Identifier(column.schema, column.table)
-            ),
-            (template,),
-        ).fetchone()[0]  # type: ignore[index]
-        if not sees_template:
-            return None
-        found = _texts(conn, shape, str(column.text_column), question, owner)
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+            conn.execute("SET LOCAL row_security = on")
+            conn.execute("SELECT set_config(%s, %s, true)", (CLAIMS[0], str(owner)))
+            conn.execute("SELECT set_config(%s, %s, true)", (CLAIMS[1], claims))
+            sees_template = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE ctid = %s::tid").format(
+                    sql.Identifier(column.schema, column.table)
+                ),
+                (template,),
+            ).fetchone()[0]  # type: ignore[index]
+            if not sees_template:
+                return None
+            found = _texts(conn, shape, str(column.text_column), question, owner)
+    except psycopg.Error as error:
+        return {"role": role, "found": [], "error": str(error).strip().splitlines()[0]}
     return {"role": role, "found": found}
 
 
@@ -273,6 +276,7 @@ def _session(
         keys.append(new_key)
     exact_shape = unfiltered or filtered
     ranks: dict[str, Any] = {}
+    errors: dict[str, str | None] = {}
     if exact_shape is not None:
         with conn.transaction(force_rollback=True):
             for setting in ("enable_indexscan", "enable_bitmapscan"):
@@ -294,12 +298,14 @@ def _session(
         policy = _as_policy_role(conn, column, filtered, question, owner, row)
         if policy is not None:
             ranks[f"as_{policy['role']}"] = _rank(policy["found"], expected)
+            errors[f"as_{policy['role']}"] = policy.get("error")
     return {
         "sign_up": signed_up,
         "chunks": len(pieces),
         "keys": keys,
         "key": insert.key,
         "ranks": ranks,
+        "errors": {path: error for path, error in errors.items() if error},
         "shapes": {
             "filtered": filtered.name if filtered else None,
             "exact": exact_shape.name if exact_shape else None,
@@ -355,7 +361,9 @@ def _app(pair: Pair, settings: Settings) -> list[CheckResult]:
     if signed_up is not None and not signed_up["login"]:
         problems.append("the new user's bcrypt password did not verify")
     for path, rank in session["ranks"].items():
-        if rank is None:
+        if path in session["errors"]:
+            problems.append(f"the {path} search failed: {session['errors'][path]}")
+        elif rank is None:
             problems.append(
                 f"the new chunk was not in the top {session['k']} of the {path} search for the "
                 "question about it"
