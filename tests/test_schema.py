@@ -193,16 +193,6 @@ def test_failed_concurrent_build_leaves_an_invalid_extra_index(pair, settings):
     assert "INVALID" in by_id(results)["schema.index.public.idx_one_chunk_per_user"].message
 
 
-def test_role_setting_lost_in_this_database(pair, settings):
-    execute(
-        pair.target,
-        f'ALTER ROLE authenticated IN DATABASE "{pair.target.dbname}" SET statement_timeout = 1000',
-    )
-    results = schema.check(pair, settings)
-    assert failed_ids(results) == {"schema.role.authenticated"}
-    assert "database_settings" in by_id(results)["schema.role.authenticated"].details["differences"]
-
-
 def test_lost_membership_fails_the_member_role(pair, settings):
     # Memberships are cluster-wide: put it back for the other copies on this server.
     execute(pair.target, "REVOKE anon FROM authenticator")

@@ -184,6 +184,9 @@ class Settings:
     content_mode: str | None = None
     reindex: bool = False
     test_writes: bool = False
+    #: A named target with no source: the rehearsal database is migrated into a scratch
+    #: database pgcutover creates on the target's server and drops afterwards.
+    scratch: bool = False
     #: True when VECTOR_DB_DIMENSIONS came from an environment, not the default.
     vector_dimensions_configured: bool = False
 
@@ -379,6 +382,20 @@ def load_targets(path: Path) -> dict[str, Mapping[str, Any]]:
     return targets
 
 
+def configured_source(target: str, targets_file: Path) -> str | None:
+    """The source a target is verified against: `source` under [targets.<target>], else a
+    top-level `source` in targets.toml; None when neither names one."""
+    document = _read_toml(targets_file) if targets_file.is_file() else {}
+    entry = document.get("targets", {}).get(target, {})
+    name = entry.get("source", document.get("source")) if isinstance(entry, dict) else None
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(
+            f"{targets_file}: source must name an environment, got {name!r}",
+            'write source = "production" (a [targets.production] table)',
+        )
+    return name
+
+
 def resolve_environment(
     name: str, targets_file: Path, environ: Mapping[str, str] = os.environ
 ) -> Environment:
@@ -412,12 +429,14 @@ def build_settings(
 ) -> Settings:
     """Validate the resolved option values and look up named environments."""
     targets_file = (rootdir / str(values["targets_file"])).resolve()
-    source = (
-        resolve_environment(values["source"], targets_file, environ) if values["source"] else None
-    )
     target = (
         resolve_environment(values["target"], targets_file, environ) if values["target"] else None
     )
+    source_name = values["source"] or (
+        configured_source(values["target"], targets_file) if target else None
+    )
+    source = resolve_environment(source_name, targets_file, environ) if source_name else None
+    scratch = target is not None and source is None
     if values["provider"] == "external" and (source is None or target is None):
         raise ConfigError(
             "--provider=external needs both --source and --target",
@@ -429,7 +448,7 @@ def build_settings(
             "into itself",
             "name the target environment with --target",
         )
-    target_ephemeral = target is None
+    target_ephemeral = target is None or scratch
     if migrate is None:
         migrate = target_ephemeral
     if migrate and not target_ephemeral and not allow_destructive:
@@ -437,6 +456,13 @@ def build_settings(
             f"--migrate would write into {target.name!r}, which pgcutover did not create",  # type: ignore[union-attr]
             "add --allow-destructive if that is intended, or drop --migrate to verify "
             "an already-migrated target",
+        )
+    if scratch and not migrate:
+        raise ConfigError(
+            f"--no-migrate with --target={target.name} alone: there is no source to verify "  # type: ignore[union-attr]
+            "against",
+            f'name one with --source, or `source = "..."` under [targets.{target.name}] '  # type: ignore[union-attr]
+            "(or at the top of targets.toml)",
         )
     if values["reindex"] and not target_ephemeral and not allow_destructive:
         raise ConfigError(
@@ -472,5 +498,6 @@ def build_settings(
         content_mode=values["content_mode"],
         reindex=values["reindex"],
         test_writes=values["test_writes"],
+        scratch=scratch,
         vector_dimensions_configured=bool(configured and configured.vector_dimensions),
     )

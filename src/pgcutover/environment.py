@@ -17,6 +17,7 @@ from typing import Any
 from filelock import FileLock
 from psycopg import sql
 
+from pgcutover import scratch
 from pgcutover.catalog import server_version
 from pgcutover.checks.registry import blocked_by
 from pgcutover.config import Settings
@@ -83,21 +84,33 @@ def _write_private(path: Path, data: object) -> None:
     temporary.replace(path)
 
 
-def _remember_server(workdir: Path, server: Server) -> None:
-    """Record a started server at once, so an interrupted run can still stop it."""
+def _remember(workdir: Path, state: dict[str, Any]) -> None:
+    """Record something to stop at once (a started server, a scratch database), so an
+    interrupted run can still stop it."""
     path = workdir / SERVERS_FILE
     servers = json.loads(path.read_text()) if path.exists() else []
-    servers.append({**server.state(), "password": server.endpoint.password})
+    servers.append(state)
     _write_private(path, servers)
 
 
-def stop_servers(workdir: Path) -> None:
-    """Stop every embedded server this run started (called by the owning process)."""
+def _remember_server(workdir: Path, server: Server) -> None:
+    _remember(workdir, {**server.state(), "password": server.endpoint.password})
+
+
+def stop_servers(workdir: Path) -> list[str]:
+    """Stop every server and drop every scratch database this run recorded (called by the
+    owning process, also after a signal, and for a dead run's folder); one that cannot be
+    stopped does not keep the others running. Returns what could not be stopped."""
     path = workdir / SERVERS_FILE
     if not path.exists():
-        return
-    for state in json.loads(path.read_text()):
-        stop_from_state(state)
+        return []
+    problems = []
+    for state in reversed(json.loads(path.read_text())):
+        try:
+            stop_from_state(state)
+        except Exception as error:  # every recorded server gets its turn
+            problems.append(f"{state.get('kind')}: {type(error).__name__}: {error}")
+    return problems
 
 
 def describe(endpoint: Endpoint, role: DataRole) -> dict[str, Any]:
@@ -118,6 +131,8 @@ def describe(endpoint: Endpoint, role: DataRole) -> dict[str, Any]:
 
 
 def _embedded_source(settings: Settings, workdir: Path) -> tuple[Endpoint, dict[str, Any]]:
+    """The rehearsal source, seeded; without Supabase's API roles for a scratch rehearsal
+    (the target's server is not ours: roles are server-wide, so none may be created there)."""
     server = start_server(
         settings.provider,
         SOURCE_FLAVOR,
@@ -127,7 +142,13 @@ def _embedded_source(settings: Settings, workdir: Path) -> tuple[Endpoint, dict[
     _remember_server(workdir, server)
     embedder = Embedder(settings.embedding_model, settings.cache_dir)
     try:
-        summary = seed(server.endpoint, REHEARSAL_DB, settings.rows, embedder)
+        summary = seed(
+            server.endpoint,
+            REHEARSAL_DB,
+            settings.rows,
+            embedder,
+            platform_roles=not settings.scratch,
+        )
     finally:
         embedder.close()
     return server.endpoint.with_dbname(REHEARSAL_DB), asdict(summary)
@@ -146,6 +167,32 @@ def _embedded_target(settings: Settings, workdir: Path) -> Endpoint:
     return server.endpoint.with_dbname(REHEARSAL_DB)
 
 
+def _scratch_target(settings: Settings, workdir: Path) -> Endpoint:
+    """A scratch database on the named target's server, recorded so it is dropped on any
+    exit."""
+    server = settings.target.endpoint  # type: ignore[union-attr]
+    target = scratch.create(server)
+    _remember(workdir, scratch.state(server, target))
+    return target
+
+
+def mode(settings: Settings) -> str:
+    """What this run does, in words, for the report."""
+    if settings.scratch:
+        return (
+            f"scratch rehearsal on {settings.target.name}'s server: the built-in rehearsal "  # type: ignore[union-attr]
+            "database migrated into a scratch database pgcutover created there and drops "
+            "afterwards (no source is configured for this target)"
+        )
+    if settings.source is None:
+        return "rehearsal: a seeded PostgreSQL 16 source migrated into a PostgreSQL 18 target"
+    target = settings.target.name if settings.target else "a throwaway PostgreSQL 18"
+    verb = "migrated into" if settings.migrate else "verified against its source"
+    if settings.migrate:
+        return f"{settings.source.name} {verb} {target}"
+    return f"{target} {verb} {settings.source.name}"
+
+
 def provision(settings: Settings, workdir: Path) -> RunEnvironment:
     """Start or connect both sides, seed a rehearsal source, read its inventory, and migrate
     when asked (after making sure the target is not the source)."""
@@ -154,7 +201,12 @@ def provision(settings: Settings, workdir: Path) -> RunEnvironment:
         source, seeded = _embedded_source(settings, workdir)
     else:
         source = settings.source.endpoint
-    target = settings.target.endpoint if settings.target else _embedded_target(settings, workdir)
+    if settings.scratch:
+        target = _scratch_target(settings, workdir)
+    elif settings.target is not None:
+        target = settings.target.endpoint
+    else:
+        target = _embedded_target(settings, workdir)
     relation = refuse_same_database(source, target)
     with connection(source, role="source") as conn:
         inventory = discover(conn, settings)
@@ -167,6 +219,7 @@ def provision(settings: Settings, workdir: Path) -> RunEnvironment:
         "target": describe(target, "target"),
         "shared_server": relation.same_server,
         "relation": relation.evidence,
+        "mode": mode(settings),
     }
     return RunEnvironment(
         source=source,

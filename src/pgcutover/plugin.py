@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from _pytest.junitxml import xml_key
 
+from pgcutover import runfolder
 from pgcutover.checks import registry
 from pgcutover.checks.base import UNKNOWN as STATUS_UNKNOWN
 from pgcutover.checks.base import CheckResult, Pair, describe, failures
@@ -32,6 +32,7 @@ from pgcutover.environment import (
     describe as describe_endpoint,
 )
 from pgcutover.errors import ConfigError, PgcutoverError
+from pgcutover.identity import refuse_same_database
 from pgcutover.report import pytesthtml
 from pgcutover.report.model import RunReport
 from pgcutover.report.terminal import summary_lines, verdict_line
@@ -131,6 +132,7 @@ class RunSession:
         if self._error is not None:
             raise self._error
         if self._environment is None:
+            runfolder.keep_temporary_files_in(self.workdir)
             try:
                 self._environment = shared_environment(self.settings, self.workdir)
             except PgcutoverError as error:
@@ -224,8 +226,10 @@ def pytest_configure(config: pytest.Config) -> None:
         now = datetime.now(UTC)
         started_at = now.isoformat(timespec="seconds")
         run_id = f"{now:%Y%m%dT%H%M%SZ}-{_run_label(settings)}-{secrets.token_hex(2)}"
-        workdir = Path(tempfile.mkdtemp(prefix="pgcutover-run-"))
-        workdir.chmod(0o711)
+        for line in runfolder.clean_stale(stop_servers):
+            config.issue_config_time_warning(pytest.PytestWarning(f"pgcutover: {line}"), 2)
+        workdir = runfolder.create()
+        runfolder.end_on_signals()
         if config.option.xmlpath is None:
             config.option.xmlpath = str(workdir / JUNIT)
     session = RunSession(config, settings, run_id, workdir, workerinput is None, started_at)
@@ -271,10 +275,28 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+def _refuse(run: RunSession, check_id: str, error: PgcutoverError) -> None:
+    """End the run before any test: a NO-GO report naming the problem, and one message."""
+    run.record(
+        [
+            CheckResult(
+                id=check_id,
+                area="connectivity",
+                status="fail",
+                message=error.problem,
+                remedy=error.remedy,
+            )
+        ]
+    )
+    _finish(run)
+    pytest.exit(f"{error}\nNO-GO report: {run.run_dir / 'signoff.html'}", returncode=3)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Probe named environments before any test runs: an unreachable host or a wrong
-    password ends the run with one clear message and a NO-GO report."""
+    """Probe named environments before any test runs: an unreachable host, a wrong password,
+    or a target that is the source under another name ends the run with one clear message
+    and a NO-GO report, before anything is written."""
     run = _session(session.config)
     if not run.owner:
         return
@@ -289,19 +311,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             with connection(environment.endpoint, role=role):
                 pass
         except PgcutoverError as error:
-            run.record(
-                [
-                    CheckResult(
-                        id=f"connectivity.{role}",
-                        area="connectivity",
-                        status="fail",
-                        message=error.problem,
-                        remedy=error.remedy,
-                    )
-                ]
-            )
-            _finish(run)
-            pytest.exit(f"{error}\nNO-GO report: {run.run_dir / 'signoff.html'}", returncode=3)
+            _refuse(run, f"connectivity.{role}", error)
+    source, target = run.settings.source, run.settings.target
+    if source is not None and target is not None:
+        try:
+            refuse_same_database(source.endpoint, target.endpoint)
+        except PgcutoverError as error:
+            _refuse(run, "connectivity.identity", error)
 
 
 @pytest.hookimpl(trylast=True)
@@ -446,6 +462,7 @@ def _build_report(run: RunSession, interrupted: bool) -> RunReport:
         if environment
         else None,
         completeness=_completeness(run, interrupted),
+        mode=environment.facts.get("mode", "") if environment else "",
         settings={
             "strategy": settings.strategy,
             "rows": settings.rows,
@@ -496,9 +513,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             if run.report and run.report.verdict == "NO-GO" and exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
     finally:
-        stop_servers(run.workdir)
-        shutil.rmtree(run.workdir, ignore_errors=True)
+        with runfolder.shielded():
+            problems = stop_servers(run.workdir)
+            shutil.rmtree(run.workdir, ignore_errors=True)
         _silence_temporary_junit(session.config, run.workdir)
+        for problem in problems:
+            session.config.get_terminal_writer().line(
+                f"pgcutover: could not stop {problem}; the next run retries", red=True
+            )
 
 
 def _silence_temporary_junit(config: pytest.Config, workdir: Path) -> None:

@@ -118,8 +118,12 @@ def _corpus(rows: int) -> tuple[list[tuple[str, str, str]], list[_Chunk]]:
     return docs, chunks
 
 
-def seed(server: Endpoint, dbname: str, rows: int, embedder: Embedder) -> SeedSummary:
-    """Create `dbname` on an ephemeral server and fill it with the rehearsal workload."""
+def seed(
+    server: Endpoint, dbname: str, rows: int, embedder: Embedder, *, platform_roles: bool = True
+) -> SeedSummary:
+    """Create `dbname` on an ephemeral server and fill it with the rehearsal workload; with
+    `platform_roles`, also Supabase's API roles, the grants to them and row-level security
+    (fixtures/roles.sql, security.sql)."""
     if not server.ephemeral:
         raise ConfigError(
             f"refusing to seed {server.label}: pgcutover did not create that server",
@@ -142,10 +146,13 @@ def seed(server: Endpoint, dbname: str, rows: int, embedder: Embedder) -> SeedSu
     n_users = max(5, rows // CHUNKS_PER_USER)
 
     with connect(server, role="admin") as admin:
-        admin.execute(fixture_sql("roles.sql"))
+        if platform_roles:
+            admin.execute(fixture_sql("roles.sql"))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     with connect(server.with_dbname(dbname), role="admin", autocommit=False) as conn:
         conn.execute(fixture_sql("schema.sql"))
+        if platform_roles:
+            conn.execute(fixture_sql("security.sql"))
         register_vector(conn)
         user_ids = _load_users(conn, n_users)
         doc_ids = _load_documents(conn, docs, user_ids)

@@ -285,7 +285,13 @@ def migrate(
                 f"--allow-destructive: dropped {len(clash)} table(s) the target already held "
                 "and restored with --clean --if-exists"
             )
-        if shared:
+        if settings.scratch:
+            result.notes.append(
+                "scratch rehearsal on a server pgcutover does not own: no role was created and "
+                "the objects were restored without owners and grants (--no-owner "
+                "--no-privileges), owned by the role pgcutover connects with"
+            )
+        elif shared:
             result.notes.append(
                 "source and target share a server: roles and their settings are the server's, "
                 "so the migration left them as they are"
@@ -368,10 +374,12 @@ def _run_strategy(
 ) -> None:
     """Dump and restore section by section.
 
-    With `clean` the schema section drops what it is about to create (--clean --if-exists).
+    With `clean` the schema section drops what it is about to create (--clean --if-exists);
+    a scratch rehearsal restores without owners and grants (the server is not ours).
     """
     dump = _dump_args(snapshot, settings.exclude_schemas)
     cleaning = ["--clean", "--if-exists"] if clean else []
+    ownerless = ["--no-owner", "--no-privileges"] if settings.scratch else []
     restore_env = _restore_env(settings)
     timeout = settings.phase_timeout
     if settings.strategy == "plain":
@@ -379,7 +387,7 @@ def _run_strategy(
         for section, name in SECTIONS:
             if on_phase:
                 on_phase(name)
-            extra = cleaning if section == "pre-data" else []
+            extra = [*ownerless, *(cleaning if section == "pre-data" else [])]
             with timer.phase(name):
                 run_pipeline(
                     [[*dump, *extra, f"--section={section}"], psql],
@@ -406,7 +414,7 @@ def _run_strategy(
         f"--dbname={target.dbname}",
     ]
     for section, name in SECTIONS:
-        extra = cleaning if section == "pre-data" else [f"--jobs={settings.jobs}"]
+        extra = [*ownerless, *(cleaning if section == "pre-data" else [f"--jobs={settings.jobs}"])]
         if on_phase:
             on_phase(name)
         with timer.phase(name):

@@ -1,5 +1,6 @@
 """Where PostgreSQL comes from. Providers differ only in how a server starts and stops;
-a new one (docker) registers a starter and a stopper here and nothing else changes."""
+a new one (docker) registers a starter and a stopper here and nothing else changes. A scratch
+database on a server pgcutover does not own is stopped (dropped) the same way."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pgcutover import scratch
 from pgcutover.errors import ConfigError
 from pgcutover.providers.base import Server
 from pgcutover.providers.embedded import EmbeddedServer, start_embedded
@@ -16,6 +18,7 @@ STARTERS: dict[str, Callable[[str, Path, str], Server]] = {"embedded": start_emb
 #: state["kind"] -> stop a server another process started, from its recorded state.
 STOPPERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "embedded": lambda state: EmbeddedServer.from_state(state, state["password"]).stop(),
+    scratch.KIND: scratch.drop,
 }
 
 

@@ -109,6 +109,9 @@ class EmbeddedServer:
     port: int = 0
     password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     capabilities: frozenset[str] = frozenset({KILL, PAUSE, RESTART})
+    #: A folder for a Unix socket besides TCP (off by default: deep temporary folders make
+    #: socket paths too long).
+    socket_dir: str = ""
 
     @property
     def endpoint(self) -> Endpoint:
@@ -217,7 +220,7 @@ class EmbeddedServer:
                     "-t",
                     str(int(timeout)),
                     "-o",
-                    f"-p {self.port} -c unix_socket_directories=''",
+                    f"-p {self.port} -c unix_socket_directories='{self.socket_dir}'",
                     "start",
                 ],
                 timeout=timeout + 10,

@@ -155,10 +155,11 @@ def _run_line(report: RunReport, digest: str) -> str:
     rows = f", {seed['chunks']} seeded chunks" if "chunks" in seed else ""
     strategy = report.migration.get("strategy", "none")
     by = escape(report.signoff_by) if report.signoff_by else "not named (use --signoff-by)"
+    mode = f"<br>What ran: <b id='mode'>{escape(report.mode)}</b>." if report.mode else ""
     return (
         f"<p>Run <code>{escape(report.run_id)}</code>: {escape(report.started_at)} to "
         f"{escape(report.finished_at)}, took <b>{_duration(report.duration_seconds)}</b>; "
-        f"migration strategy <b>{escape(strategy)}</b>{rows}.<br>To be signed by: "
+        f"migration strategy <b>{escape(strategy)}</b>{rows}.{mode}<br>To be signed by: "
         f"<b id='signoff-by'>{by}</b>. signoff.json sha256 <code id='digest'>{escape(digest)}"
         "</code></p>"
     )

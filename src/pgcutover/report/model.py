@@ -45,6 +45,8 @@ class RunReport:
     inventory: dict[str, Any] | None = None
     #: Whether the two sides share a server, and the evidence (identity.Relation).
     relation: dict[str, Any] | None = None
+    #: What this run did, in words (a rehearsal, a verification, a scratch rehearsal, ...).
+    mode: str = ""
     #: The families this run owed, those missing, and whether it was interrupted.
     completeness: dict[str, Any] = field(
         default_factory=lambda: {"required": [], "missing": [], "interrupted": False}
@@ -110,6 +112,7 @@ class RunReport:
             "seed": self.seed,
             "settings": self.settings,
             "summary": self.counts(),
+            "mode": self.mode,
             "completeness": self.completeness,
             "relation": self.relation,
             "inventory": self.inventory,

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from pgcutover.catalog import user_schemas
 from pgcutover.checks.base import CheckResult, Pair, guarded, outcome
 from pgcutover.checks.schema import (
     constraints,
@@ -30,7 +29,8 @@ from pgcutover.checks.schema import (
 )
 from pgcutover.checks.schema.common import AREA, Side, snapshot
 from pgcutover.config import Settings
-from pgcutover.db import connection
+from pgcutover.db import DataRole, Endpoint, connection
+from pgcutover.inventory import inventory_config
 
 Compare = Callable[[Side, Side, Settings], list[CheckResult]]
 
@@ -67,13 +67,24 @@ def _family(
     return found or [nothing(family)]
 
 
+def _login(endpoint: Endpoint, role: DataRole) -> str:
+    with connection(endpoint, role=role) as conn:
+        return str(conn.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
+
+
 def _compare(pair: Pair, settings: Settings) -> list[CheckResult]:
-    with connection(pair.source, role="source") as conn:
-        schemas = user_schemas(conn, settings.ignored_schemas)
+    schemas = [name for name in pair.inventory.schemas if name not in settings.ignored_schemas]
+    ignored = frozenset(
+        {
+            _login(pair.source, "source"),
+            _login(pair.target, "target"),
+            *inventory_config(settings).ignore_roles,
+        }
+    )
     results: list[CheckResult] = []
     with (
-        snapshot(pair.source, "source", schemas) as source,
-        snapshot(pair.target, "target", schemas) as target,
+        snapshot(pair.source, "source", schemas, ignored) as source,
+        snapshot(pair.target, "target", schemas, ignored) as target,
     ):
         for family, compare in FAMILIES:
             run = partial(_family, family, compare, source, target, settings)

@@ -33,6 +33,9 @@ class Side:
     conn: psycopg.Connection
     schemas: tuple[str, ...]
     version: int
+    #: Roles left out of role and grant comparisons: those pgcutover logs in as on either
+    #: side and those configured in [inventory] ignore_roles.
+    ignored_roles: frozenset[str] = frozenset()
 
     def rows(self, query: str, **params: Any) -> list[tuple[Any, ...]]:
         """Run a catalog query; `%(schemas)s` is always bound to the compared schemas."""
@@ -41,7 +44,12 @@ class Side:
 
 
 @contextmanager
-def snapshot(endpoint: Endpoint, role: DataRole, schemas: Sequence[str]) -> Iterator[Side]:
+def snapshot(
+    endpoint: Endpoint,
+    role: DataRole,
+    schemas: Sequence[str],
+    ignored_roles: frozenset[str] = frozenset(),
+) -> Iterator[Side]:
     """Open a side: read-only, repeatable read, fixed search_path; always closed."""
     conn = connect(endpoint, role=role, autocommit=False)
     try:
@@ -49,7 +57,7 @@ def snapshot(endpoint: Endpoint, role: DataRole, schemas: Sequence[str]) -> Iter
         conn.read_only = True
         conn.execute("SELECT set_config('search_path', %s, true)", (SEARCH_PATH,))
         version = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
-        yield Side(conn, tuple(schemas), version)
+        yield Side(conn, tuple(schemas), version, ignored_roles)
     finally:
         conn.rollback()
         conn.close()

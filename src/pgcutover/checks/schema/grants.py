@@ -116,6 +116,8 @@ def read_grants(side: Side) -> tuple[Grants, dict[str, tuple[str, str, str]]]:
     objects: dict[str, tuple[str, str, str]] = {}
     for query in (SCHEMAS, RELATIONS, FUNCTIONS, DEFAULTS):
         for name, kind, quoted, grantee, privilege, grantable in side.rows(query):
+            if grantee in side.ignored_roles:
+                continue
             family = "function" if kind == "procedure" else kind
             if kind.startswith(DEFAULT_KIND):
                 what, family = DEFAULT_OBJECTS[kind.rsplit(" ", 1)[1]]

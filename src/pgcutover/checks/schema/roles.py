@@ -1,8 +1,8 @@
 """Roles the schema references (owners, grantees, policy roles, and their direct members, as
-the migration carries them): each exists on the target with compatible attributes, the same
-per-role settings and the same memberships among them. A source superuser may be an ordinary
-role on the target (the migration never creates superusers); the reverse fails, since a
-superuser bypasses every policy."""
+the migration carries them): each exists on the target with compatible attributes and the
+same memberships among them (their settings: the settings check). A source superuser may be
+an ordinary role on the target (the migration never creates superusers); the reverse fails,
+since a superuser bypasses every policy."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from pgcutover.checks.base import CheckResult
 from pgcutover.checks.schema.common import Side, differences, explain, result
 from pgcutover.config import Settings
-from pgcutover.migrate.roles import Membership, referenced_roles, role_memberships, role_settings
+from pgcutover.migrate.roles import Membership, referenced_roles, role_memberships
 
 ATTRIBUTES = """
 SELECT rolname, rolcanlogin, rolinherit, rolbypassrls, rolcreatedb, rolcreaterole, rolsuper,
@@ -30,12 +30,7 @@ def _membership(membership: Membership, options: bool) -> str:
     return f"{membership.role} ({', '.join(flags)})" if flags else membership.role
 
 
-def _profile(
-    row: tuple[Any, ...],
-    settings: tuple[tuple[str, ...], tuple[str, ...]],
-    memberships: list[Membership],
-    options: bool,
-) -> dict[str, Any]:
+def _profile(row: tuple[Any, ...], memberships: list[Membership], options: bool) -> dict[str, Any]:
     name, login, inherit, bypassrls, createdb, createrole, superuser, limit = row
     return {
         "login": login,
@@ -45,8 +40,6 @@ def _profile(
         "createrole": createrole,
         "superuser": superuser,
         "connection_limit": limit,
-        "settings": list(settings[0]),
-        "database_settings": list(settings[1]),
         "member_of": sorted(_membership(m, options) for m in memberships if m.member == name),
     }
 
@@ -54,20 +47,16 @@ def _profile(
 def compare(source: Side, target: Side, settings: Settings) -> list[CheckResult]:
     """One result per carried role."""
     wanted = referenced_roles(source.conn, settings.ignored_schemas)
-    names = [role.name for role in wanted]
+    names = [role.name for role in wanted if role.name not in source.ignored_roles]
     options = source.version >= 160000 and target.version >= 160000
     source_memberships = role_memberships(source.conn, names)
     target_memberships = role_memberships(target.conn, names)
-    source_settings = role_settings(source.conn, names)
-    target_settings = role_settings(target.conn, names)
     source_rows = {row[0]: row for row in source.rows(ATTRIBUTES, names=names)}
     target_rows = {row[0]: row for row in target.rows(ATTRIBUTES, names=names)}
     results = []
     for name in names:
         check_id = f"schema.role.{name}"
-        src = _profile(
-            source_rows[name], source_settings.get(name, ((), ())), source_memberships, options
-        )
+        src = _profile(source_rows[name], source_memberships, options)
         if name not in target_rows:
             results.append(
                 result(
@@ -81,9 +70,7 @@ def compare(source: Side, target: Side, settings: Settings) -> list[CheckResult]
                 )
             )
             continue
-        dst = _profile(
-            target_rows[name], target_settings.get(name, ((), ())), target_memberships, options
-        )
+        dst = _profile(target_rows[name], target_memberships, options)
         diffs = differences(src, dst)
         if src["superuser"] and not dst["superuser"]:
             diffs.pop("superuser")
@@ -95,8 +82,8 @@ def compare(source: Side, target: Side, settings: Settings) -> list[CheckResult]
                     f"role {name} differs: {explain(diffs)}",
                     source=src,
                     target=dst,
-                    remedy=f"ALTER ROLE {name} ... / GRANT ... TO {name} / ALTER ROLE {name} SET "
-                    "... until it matches the source (never make it a superuser)",
+                    remedy=f"ALTER ROLE {name} ... / GRANT ... TO {name} until it matches the "
+                    "source (never make it a superuser)",
                     details={"differences": diffs},
                 )
             )
@@ -110,7 +97,7 @@ def compare(source: Side, target: Side, settings: Settings) -> list[CheckResult]
             result(
                 check_id,
                 True,
-                f"role {name} exists with the source's attributes, settings and memberships{note}",
+                f"role {name} exists with the source's attributes and memberships{note}",
                 source=src,
                 target=dst,
             )
