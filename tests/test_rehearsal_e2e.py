@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
 import pytest
 
 from helpers import REPO, execute
+from pgcutover.db import connection
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +96,20 @@ def test_default_rehearsal_is_go_and_writes_the_three_reports(pytester):
         assert (run_dir / name).stat().st_size > 0, name
     assert "Traceback" not in text
     assert leftovers(pytester.path) == []
+    assert report["completeness"]["missing"] == [] and report["mode"].startswith("rehearsal")
+    assert "What pgcutover found in the source" in (run_dir / "signoff.html").read_text()
+    assert report["inventory"]["vectors"][0]["app"] is True
+
+    filtered = run_suites(pytester, f"--rows={E2E_ROWS}", "-k", "connectivity")
+    assert filtered.ret != 0, output(filtered)
+    assert "Not a sign-off" in output(filtered)
+    assert signoff(pytester)["run_id"] == report["run_id"], "a filtered run replaced the GO"
+    runs = sorted((pytester.path / "reports").glob("*/signoff.json"))
+    partial = [json.loads(path.read_text()) for path in runs]
+    partial = [r for r in partial if r["run_id"] != report["run_id"]]
+    assert [r["verdict"] for r in partial] == ["NO-GO"]
+    assert "content" in partial[0]["completeness"]["missing"]
+    assert leftovers(pytester.path) == []
 
 
 def test_xdist_workers_share_one_environment_and_one_report(pytester):
@@ -147,10 +164,9 @@ def test_named_broken_target_is_no_go_naming_the_check(pytester, seeded_source, 
         ("[targets.x\nhost=", ["--target=x"], "is not valid TOML"),
         ("[targets.x]\nport = 5432\n", ["--target=x"], "missing host, database, user"),
         (
-            "[targets.a]\nhost='db'\ndatabase='app'\nuser='u'\n"
-            "[targets.b]\nhost='db'\ndatabase='app'\nuser='v'\n",
-            ["--source=a", "--target=b"],
-            "are the same database",
+            "[targets.a]\nhost='db'\ndatabase='app'\nuser='u'\n",
+            ["--source=a", "--target=a"],
+            "both name 'a'",
         ),
         (
             "[targets.b]\nhost='db'\ndatabase='app'\nuser='u'\n",
@@ -293,6 +309,174 @@ def test_ctrl_c_stops_the_servers_and_removes_the_work_folder(tmp_path):
         time.sleep(0.2)
     assert leftovers(tmp_path) == []
     assert process.returncode != 0
+
+
+@pytest.mark.parametrize("ending", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_during_the_checks_is_no_go_and_leaves_nothing(tmp_path, ending):
+    tmp_path.chmod(0o755)
+    reports = tmp_path / "reports"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            SUITES,
+            "--rows",
+            E2E_ROWS,
+            "-p",
+            "no:cacheprovider",
+            f"--reports-dir={reports}",
+            "-m",
+            "not chaos",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not list(tmp_path.glob("pgcutover-run-*/results/*.jsonl")):
+            assert process.poll() is None, "the run ended before its checks started"
+            assert time.monotonic() < deadline, "the checks did not start in time"
+            time.sleep(0.2)
+        process.send_signal(ending)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0
+    deadline = time.monotonic() + 15
+    while leftovers(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leftovers(tmp_path) == []
+    written = [json.loads(path.read_text()) for path in reports.glob("*/signoff.json")]
+    assert written and all(r["verdict"] == "NO-GO" for r in written)
+    assert all(r["completeness"]["interrupted"] for r in written)
+
+
+def test_a_dead_runs_servers_and_folder_are_cleaned_by_the_next_run(tmp_path):
+    from pgcutover import runfolder
+    from pgcutover.providers.embedded import start_embedded
+
+    tmp_path.chmod(0o755)
+    stale = tmp_path / "pgcutover-run-dead"
+    stale.mkdir()
+    server = start_embedded("pg18", stale / "target", "a dead run's target")
+    try:
+        finished = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        (stale / runfolder.OWNER).write_text(
+            json.dumps({"pid": int(finished.stdout), "started": 0.0, "host": socket.gethostname()})
+        )
+        (stale / "servers.json").write_text(
+            json.dumps([{**server.state(), "password": server.endpoint.password}])
+        )
+        collected = subprocess.run(
+            [sys.executable, "-m", "pytest", SUITES, "--co", "-q", "-p", "no:cacheprovider"],
+            cwd=tmp_path,
+            env={**os.environ, "TMPDIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "left by a run that died" in collected.stdout + collected.stderr
+        assert not stale.exists()
+        assert server.postmaster() is None
+    finally:
+        server.stop()
+
+
+def test_a_target_under_another_name_is_refused_before_writing(pytester, seeded_source):
+    alias = replace(seeded_source, host="LOCALHOST")
+    write_targets(
+        pytester,
+        external_entry("dev", seeded_source, "PW") + external_entry("prod", alias, "PW"),
+    )
+    before = count_rows(seeded_source)
+    result = run_suites(
+        pytester,
+        "--source=dev",
+        "--target=prod",
+        "--migrate",
+        "--allow-destructive",
+        env={"PW": seeded_source.password},
+    )
+    text = output(result)
+    assert result.ret == 3, text
+    assert "under another name" in text
+    assert count_rows(seeded_source) == before
+    assert signoff(pytester)["verdict"] == "NO-GO"
+
+
+def test_target_alone_verifies_against_its_configured_source(pytester, seeded_source, target_copy):
+    write_targets(
+        pytester,
+        external_entry("dev", seeded_source, "DEV_PW")
+        + external_entry("staging", target_copy, "STAGING_PW")
+        + 'source = "dev"\n',
+    )
+    result = run_suites(
+        pytester,
+        "--target=staging",
+        env={"DEV_PW": seeded_source.password, "STAGING_PW": target_copy.password},
+    )
+    text = output(result)
+    assert result.ret == 0, text
+    report = signoff(pytester)
+    assert report["verdict"] == "GO"
+    assert report["mode"] == "staging verified against its source dev"
+    assert report["migration"]["performed"] is False
+    smoke = next(c for c in report["checks"] if c["id"] == "search.smoke.app")
+    assert smoke["status"] == "skip" and "--test-writes" in smoke["message"]
+
+
+def test_target_alone_without_a_source_rehearses_in_a_scratch_database(pytester, target_server):
+    write_targets(pytester, external_entry("staging", target_server.endpoint, "STAGING_PW"))
+    result = run_suites(
+        pytester,
+        f"--rows={E2E_ROWS}",
+        "--target=staging",
+        env={"STAGING_PW": target_server.endpoint.password},
+    )
+    text = output(result)
+    assert result.ret == 0, text
+    report = signoff(pytester)
+    assert report["verdict"] == "GO"
+    assert report["mode"].startswith("scratch rehearsal on staging's server")
+    assert report["migration"]["performed"] and report["migration"]["ok"]
+    with connection(target_server.endpoint, role="admin") as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'pgcutover_scratch_%'"
+        ).fetchall()
+    assert left == []
+    assert leftovers(pytester.path) == []
+
+
+def test_a_scratch_rehearsal_without_createdb_fails_clearly(pytester, target_server):
+    role, password = f"no_createdb_{os.getpid()}", "scratch-test-password"
+    execute(target_server.endpoint, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    try:
+        write_targets(
+            pytester,
+            external_entry("staging", replace(target_server.endpoint, user=role), "PW"),
+        )
+        result = run_suites(pytester, "--target=staging", env={"PW": password})
+    finally:
+        execute(target_server.endpoint, f"DROP ROLE {role}")
+    text = output(result)
+    assert result.ret == 3, text
+    assert "no CREATEDB" in text and f"ALTER ROLE {role} CREATEDB" in text
+    assert "Traceback" not in text
+
+
+def count_rows(endpoint) -> int:
+    with connection(endpoint, role="source") as conn:
+        return int(conn.execute("SELECT count(*) FROM vector_embeddings").fetchone()[0])
 
 
 def guide_env(endpoint, password: str, ssl: bool) -> str:

@@ -387,7 +387,8 @@ def configured_source(target: str, targets_file: Path) -> str | None:
     top-level `source` in targets.toml; None when neither names one."""
     document = _read_toml(targets_file) if targets_file.is_file() else {}
     entry = document.get("targets", {}).get(target, {})
-    name = entry.get("source", document.get("source")) if isinstance(entry, dict) else None
+    default = document.get("source") if document.get("source") != target else None
+    name = entry.get("source", default) if isinstance(entry, dict) else None
     if name is not None and not isinstance(name, str):
         raise ConfigError(
             f"{targets_file}: source must name an environment, got {name!r}",

@@ -478,7 +478,10 @@ def discover(conn: psycopg.Connection, settings: Settings) -> Inventory:
     config = inventory_config(settings)
     ignored = list(settings.ignored_schemas)
     params = {"ignored": ignored}
-    tables = tuple(Table(*row) for row in conn.execute(TABLES, params).fetchall())
+    tables = tuple(
+        Table(*row[:5], tuple(row[5]), *row[6:])  # type: ignore[misc]
+        for row in conn.execute(TABLES, params).fetchall()
+    )
     indexes = tuple(ann_indexes(conn, settings.ignored_schemas))
     texts: dict[str, list[str]] = {}
     for table, column in conn.execute(TEXT_COLUMNS, params).fetchall():

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from _pytest.junitxml import xml_key
 
-from pgcutover import runfolder
+from pgcutover import runfolder, scratch
 from pgcutover.checks import registry
 from pgcutover.checks.base import UNKNOWN as STATUS_UNKNOWN
 from pgcutover.checks.base import CheckResult, Pair, describe, failures
@@ -318,6 +318,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             refuse_same_database(source.endpoint, target.endpoint)
         except PgcutoverError as error:
             _refuse(run, "connectivity.identity", error)
+    if run.settings.scratch and target is not None:
+        try:
+            scratch.require_createdb(target.endpoint)
+        except PgcutoverError as error:
+            _refuse(run, "connectivity.target.createdb", error)
 
 
 @pytest.hookimpl(trylast=True)

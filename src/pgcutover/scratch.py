@@ -18,6 +18,26 @@ PREFIX = "pgcutover_scratch_"
 KIND = "scratch"
 
 
+def _no_createdb(server: Endpoint) -> ConfigError:
+    return ConfigError(
+        f"a scratch rehearsal on {server.label} needs to create a database there, and role "
+        f"{server.user} may not (no CREATEDB)",
+        f"ALTER ROLE {server.user} CREATEDB (or connect as a role that has it), or name the "
+        f'source to verify {server.label} against: source = "..." under '
+        f"[targets.{server.label}] in targets.toml, or --source",
+    )
+
+
+def require_createdb(server: Endpoint) -> None:
+    """Refuse early, with the remedy, when the configured role may not create databases."""
+    with connect(server, role="admin") as conn:
+        row = conn.execute(
+            "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+    if not (row and row[0]):
+        raise _no_createdb(server)
+
+
 def create(server: Endpoint) -> Endpoint:
     """CREATE DATABASE pgcutover_scratch_<random> on the server `server` points at; the
     endpoint returned is ephemeral (pgcutover created it, so it may write there)."""
@@ -26,13 +46,7 @@ def create(server: Endpoint) -> Endpoint:
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         except psycopg.errors.InsufficientPrivilege:
-            raise ConfigError(
-                f"a scratch rehearsal on {server.label} needs to create a database there, and "
-                f"role {server.user} may not (no CREATEDB)",
-                f"ALTER ROLE {server.user} CREATEDB (or connect as a role that has it), or name "
-                f'the source to verify {server.label} against: source = "..." under '
-                f"[targets.{server.label}] in targets.toml, or --source",
-            ) from None
+            raise _no_createdb(server) from None
     return replace(server, dbname=name, ephemeral=True, label=f"{server.label} (scratch {name})")
 
 

@@ -12,7 +12,16 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pgcutover.checks.base import SKIP, UNKNOWN, CheckResult, Pair, guarded, outcome
+from pgcutover.checks.base import (
+    SHARED,
+    SKIP,
+    UNKNOWN,
+    CheckResult,
+    Pair,
+    finding,
+    guarded,
+    outcome,
+)
 from pgcutover.config import Settings
 from pgcutover.expectations.suites import Expectation, load_suites, suite_files
 
@@ -55,6 +64,16 @@ def _judge(
             remedy="rerun the migration; the table exists on the source",
             details=evidence,
         )
+    if target.error and source is not None and source.error and "does not exist" in target.error:
+        return CheckResult(
+            check_id,
+            AREA,
+            SKIP,
+            f"{table}.{expectation.name} does not apply to this database (on both sides: "
+            f"{target.error})",
+            remedy="adapt or drop the expectation in its suite file",
+            details=evidence,
+        )
     if target.error:
         return CheckResult(
             check_id,
@@ -76,12 +95,25 @@ def _judge(
         if already
         else "the source passes: the migration changed the data"
     )
+    remedy = f"{expectation.remedy + '; ' if expectation.remedy else ''}{origin}"
+    if already and not target.success and target.unexpected <= source.unexpected:  # type: ignore[union-attr]
+        return finding(
+            check_id,
+            AREA,
+            message + " (the source has it too: not a migration fault)",
+            kind=SHARED,
+            remedy=remedy,
+            expected=0,
+            actual=target.unexpected,
+            threshold=expectation.kwargs,
+            details=evidence,
+        )
     return outcome(
         check_id,
         AREA,
         target.success,
         message,
-        remedy=f"{expectation.remedy + '; ' if expectation.remedy else ''}{origin}",
+        remedy=remedy,
         expected=0,
         actual=target.unexpected,
         threshold=expectation.kwargs,
