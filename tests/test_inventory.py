@@ -76,7 +76,7 @@ def two_dimensions(source_server, target_server, tmp_path):
 @pytest.mark.slow
 def test_384_and_1536_dimension_columns_migrate_and_end_go(two_dimensions, tmp_path):
     source, target = two_dimensions
-    (tmp_path / "targets.toml").write_text("[load]\nduration = 2\n")
+    (tmp_path / "targets.toml").write_text("[load]\nduration = 6\n")
     settings = make_settings(tmp_path)
     pair = pair_of(source, target, settings)
     articles = pair.inventory.vector("public.articles.embedding")
@@ -86,7 +86,7 @@ def test_384_and_1536_dimension_columns_migrate_and_end_go(two_dimensions, tmp_p
     context = registry.Context(pair, settings, result, None, lambda _, name: tmp_path / name)
     results = registry.run_all(context)
     blocking = [f"{r.id}: {r.message}" for r in results if r.status in ("fail", "unknown")]
-    assert blocking == []
+    assert blocking == [], "\n".join(blocking)
     found = by_id(results)
     column = found["vector_dimensions.public.articles.embedding"]
     assert "vector(1536)" in column.message and column.details["app"] is False

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pgcutover.checks.base import UNKNOWN, CheckResult, Pair, guarded, outcome
+from pgcutover.checks.base import SHARED, UNKNOWN, CheckResult, Pair, finding, guarded, outcome
 from pgcutover.checks.search.smoke import writes_allowed
 from pgcutover.config import Settings
 from pgcutover.errors import ConfigError, PgcutoverError
@@ -19,6 +19,10 @@ from pgcutover.load.runner import LoadPlan, run_locust
 from pgcutover.load.stats import EntryStats, LoadStats
 
 AREA = "load"
+#: A shape over its bar on both sides blocks only when the target is this much slower than
+#: the source (times the source's value, plus the slack for a shared machine's noise).
+SOURCE_RATIO = 2.0
+SOURCE_SLACK_MS = 5.0
 #: Where a check writes a file the sign-off links to: (label, filename) -> path.
 Artefact = Callable[[str, str], Path]
 
@@ -64,10 +68,10 @@ def _latency(
         )
     compared = source.entries.get(shape) if source else None
     value = entry.p95_ms if kind == "p95" else entry.p99_ms
-    source_note = ""
+    source_value = None
     if compared is not None:
         source_value = compared.p95_ms if kind == "p95" else compared.p99_ms
-        source_note = f" (source: {source_value:.0f} ms)"
+    source_note = f" (source: {source_value:.0f} ms)" if source_value is not None else ""
     details: dict[str, Any] = {"requests": entry.requests, "failures": entry.failures}
     if kind == "p95":
         details["bars"] = {
@@ -76,6 +80,23 @@ def _latency(
             "labels": ["p50", "p95", "p99"],
             "groups": {"source": _percentiles(compared), side: _percentiles(entry)},
         }
+    if value > limit and source_value is not None and source_value > limit:
+        within = value <= source_value * SOURCE_RATIO + SOURCE_SLACK_MS
+        return finding(
+            check_id,
+            AREA,
+            f"{shape} {kind} is {value:.0f} ms{source_note}; allowed {limit:.0f} ms: over the "
+            "bar on the source too"
+            + ("" if within else f", and more than {SOURCE_RATIO:g}x the source's here"),
+            kind=SHARED,
+            blocking=not within,
+            remedy=f"{shape} is as slow on the source: index it (search.plan checks) or set the "
+            f"bar the app really needs in [load.slo.{kind}_ms]",
+            expected=f"<= {limit:.0f} ms",
+            actual=value,
+            threshold=limit,
+            details=details,
+        )
     return outcome(
         check_id,
         AREA,
