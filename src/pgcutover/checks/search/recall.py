@@ -20,6 +20,17 @@ from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connection
 
 SIDES = ("source", "target")
+#: The search settings reported as in force on each side (None where pgvector lacks one).
+IN_FORCE = (
+    "hnsw.ef_search",
+    "hnsw.iterative_scan",
+    "ivfflat.probes",
+    "ivfflat.iterative_scan",
+    "enable_seqscan",
+    "enable_indexscan",
+    "random_page_cost",
+    "work_mem",
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,7 @@ class Observed:
     own: dict[str, Measured]
     curves: dict[str, list[Measured]]
     effective: dict[str, str | None]
+    in_force: dict[str, dict[str, str | None]]
 
 
 def measure(workload: Workload, side: str, found: list[np.ndarray], epsilon: float) -> Measured:
@@ -70,17 +82,19 @@ def _side(
     knob: str | None,
     values: tuple[int, ...],
     epsilon: float,
-) -> tuple[Measured, list[Measured], str | None]:
-    """At the database's own settings (a fresh session, nothing SET), then per sweep value."""
+) -> tuple[Measured, list[Measured], str | None, dict[str, str | None]]:
+    """At the database's own settings (a fresh session, nothing SET), then per sweep value;
+    with the knob's value and the search settings in force."""
     with connection(endpoint, role=role) as conn:  # type: ignore[arg-type]
         runner = Runner(conn, workload.shape)
         own = measure(workload, role, runner.all(workload.queries)[0], epsilon)
         effective = queryset.setting(conn, knob) if knob else None
+        in_force = {name: queryset.setting(conn, name) for name in IN_FORCE}
         curve = []
         for value in values if knob else ():
             conn.execute(f"SET {knob} = {int(value)}")
             curve.append(measure(workload, role, runner.all(workload.queries)[0], epsilon))
-    return own, curve, effective
+    return own, curve, effective, in_force
 
 
 def _by_kind(workload: Workload, measured: Measured) -> dict[str, float | None]:
@@ -116,6 +130,7 @@ def _judge(
         "k": k,
         "recall": {side: _by_kind(workload, own[side]) for side in SIDES},
         "settings": {side: {knob: effective[side]} for side in SIDES} if knob else {},
+        "in_force": observed.in_force,
         "queries": {
             "count": len(workload.queries),
             "perturbed": workload.queries.kinds.count(PERTURBED),
@@ -263,11 +278,13 @@ def _check_shape(
     own: dict[str, Measured] = {}
     curves: dict[str, list[Measured]] = {}
     effective: dict[str, str | None] = {}
+    in_force: dict[str, dict[str, str | None]] = {}
     for side, endpoint in (("source", pair.source), ("target", pair.target)):
-        own[side], curves[side], effective[side] = _side(
+        own[side], curves[side], effective[side], in_force[side] = _side(
             endpoint, side, workload, knob, values, config.recall.epsilon
         )
-    return _judge(shape, workload, config, Observed(knob, values, own, curves, effective))
+    observed = Observed(knob, values, own, curves, effective, in_force)
+    return _judge(shape, workload, config, observed)
 
 
 def not_dense(pair: Pair, prefix: str) -> list[CheckResult]:
