@@ -210,7 +210,9 @@ def test_reindex_refuses_a_target_pgcutover_did_not_create(pair, settings, tmp_p
     with pytest.raises(ConfigError, match="--allow-destructive"):
         drift.reindex(foreign, settings)
     (tmp_path / "targets.toml").write_text(
+        '[targets.dev]\ndsn = "postgresql://app@dev.example.invalid:5432/app"\n'
         '[targets.production]\ndsn = "postgresql://app@db.example.invalid:5432/app"\n'
+        'source = "dev"\n'
     )
     with pytest.raises(ConfigError, match="--allow-destructive"):
         make_settings(tmp_path, target="production", reindex=True)

@@ -27,6 +27,7 @@ from pgcutover.faults.server import (
     TerminateBackend,
 )
 from pgcutover.faults.writer import ConcurrentWriter
+from pgcutover.inventory import Inventory
 from pgcutover.migrate.runner import migrate
 
 #: Phases a fault can strike at (on_phase names; the dump is its own phase unless plain).
@@ -79,9 +80,10 @@ class PreviousMigration:
     source: Endpoint
     target: Endpoint
     settings: Settings
+    inventory: Inventory
 
     def inject(self, history: History) -> None:
-        result = migrate(self.source, self.target, self.settings)
+        result = migrate(self.source, self.target, self.settings, self.inventory)
         if not result.ok:
             raise RuntimeError(f"could not prepare the stale target: {result.error}")
         with connect(self.target, role="admin") as conn:
@@ -287,7 +289,7 @@ def _operator_scenarios() -> list[Scenario]:
             kind="operator",
             summary=f"the target already holds the schema ({strategy}); the rerun uses "
             "--allow-destructive (--clean --if-exists)",
-            make=lambda s: PreviousMigration(s.source, s.target, s.lab.settings),
+            make=lambda s: PreviousMigration(s.source, s.target, s.lab.settings, s.lab.inventory),
             expect="fails",
             recovery="clean",
             strategy=strategy,

@@ -111,7 +111,7 @@ def _settings(options: argparse.Namespace, environ: Mapping[str, str]) -> Settin
     values = {option.name: option.default for option in OPTIONS}
     values.update(target=options.pg_target or None, targets_file=options.pg_targets_file)
     return build_settings(
-        values, migrate=False, allow_destructive=False, rootdir=Path.cwd(), environ=environ
+        values, migrate=None, allow_destructive=False, rootdir=Path.cwd(), environ=environ
     )
 
 
