@@ -272,9 +272,9 @@ def test_target_without_pgvector_is_no_go_with_the_guides_remedy(
     assert "install pgvector" in migration["remedy"]
 
 
-def test_ctrl_c_stops_the_servers_and_removes_the_work_folder(tmp_path):
-    tmp_path.chmod(0o755)
-    process = subprocess.Popen(
+def start_suites(tmp_path: Path) -> subprocess.Popen:
+    """`pytest suites/` as a user starts it, in the background, reports under tmp_path."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -293,6 +293,11 @@ def test_ctrl_c_stops_the_servers_and_removes_the_work_folder(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def test_ctrl_c_stops_the_servers_and_removes_the_work_folder(tmp_path):
+    tmp_path.chmod(0o755)
+    process = start_suites(tmp_path)
     try:
         deadline = time.monotonic() + 120
         while not [line for line in leftovers(tmp_path) if line.startswith("pid")]:
@@ -315,25 +320,7 @@ def test_ctrl_c_stops_the_servers_and_removes_the_work_folder(tmp_path):
 def test_a_signal_during_the_checks_is_no_go_and_leaves_nothing(tmp_path, ending):
     tmp_path.chmod(0o755)
     reports = tmp_path / "reports"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            SUITES,
-            "--rows",
-            E2E_ROWS,
-            "-p",
-            "no:cacheprovider",
-            f"--reports-dir={reports}",
-            "-m",
-            "not chaos",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_suites(tmp_path)
     try:
         deadline = time.monotonic() + 240
         while not list(tmp_path.glob("pgcutover-run-*/results/*.jsonl")):
