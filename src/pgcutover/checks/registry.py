@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgcutover import expectations
 from pgcutover.catalog import user_tables
 from pgcutover.checks import (
     connectivity,
@@ -27,6 +28,7 @@ from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connection
 from pgcutover.errors import PgcutoverError
 from pgcutover.inventory import Inventory
+from pgcutover.load import slo
 from pgcutover.migrate.runner import MigrationResult
 
 #: Where a check writes a file the sign-off links to: (label, filename) -> path.
@@ -58,19 +60,18 @@ class Family:
 
 
 def _load(context: Context) -> list[CheckResult]:
-    from pgcutover.load import slo  # locust monkey-patches on import: only when load runs
-
     return slo.check(context.pair, context.settings, context.artefact)
 
 
 def _expectations(context: Context) -> list[CheckResult]:
-    from pgcutover import expectations  # great-expectations takes seconds to import
-
     docs = context.artefact(DATA_DOCS, "expectations/index.html").parent
     return expectations.check(context.pair, context.settings, docs_dir=docs)
 
 
-def _pair(check: Callable[[Pair, Settings], list[CheckResult]]) -> Callable[..., list]:
+def _pair(
+    check: Callable[[Pair, Settings], list[CheckResult]],
+) -> Callable[[Context], list[CheckResult]]:
+    """A check that needs only the pair and the settings, as a family runs it."""
     return lambda context: check(context.pair, context.settings)
 
 
