@@ -14,7 +14,7 @@ from helpers import by_id, drop_database, execute, make_settings, pair_of
 from pgcutover.checks import registry
 from pgcutover.db import connect
 from pgcutover.inventory import Inventory
-from pgcutover.migrate.runner import migrate
+from pgcutover.migrate.runner import migrate, not_performed
 
 _names = itertools.count()
 
@@ -104,3 +104,41 @@ def test_a_configured_dimension_no_column_has_is_refused_in_preflight(two_dimens
     assert not result.ok and result.failed_phase == "preflight"
     assert "VECTOR_DB_DIMENSIONS=768" in str(result.error)
     assert "no vector column has that dimension" in str(result.error)
+
+
+def test_a_failed_migration_is_one_cause_and_the_target_checks_wait(pair, settings, tmp_path):
+    from pgcutover.migrate.runner import MigrationResult
+
+    failed = MigrationResult(
+        strategy="custom",
+        performed=True,
+        ok=False,
+        error="phase 'data' failed: pg_restore exited 1",
+        remedy="fix it",
+        failed_phase="data",
+    )
+    blocked = registry.blocked_by(failed, pair.target, pair.inventory)
+    context = registry.Context(pair, settings, failed, blocked, lambda _, name: tmp_path / name)
+    results = [r for name in registry.NAMES if name != "load" for r in registry.run(name, context)]
+    blocking = {r.id for r in results if r.status in ("fail", "unknown")}
+    assert blocking == {"migration.completed"}
+    waiting = [r for r in results if r.message.startswith("not judged: the migration failed")]
+    assert {r.id for r in waiting} >= {"row_counts", "content", "schema", "search.recall"}
+
+
+def test_an_empty_target_is_one_cause(pair, settings, target_server, tmp_path):
+    name = f"empty_{os.getpid()}_{next(_names)}"
+    execute(target_server.endpoint, f"CREATE DATABASE {name}")
+    try:
+        empty = replace(pair, target=target_server.endpoint.with_dbname(name))
+        verifying = not_performed("verifying")
+        blocked = registry.blocked_by(verifying, empty.target, empty.inventory)
+        assert blocked is not None and "holds none of the source's" in blocked
+        context = registry.Context(empty, settings, verifying, blocked, lambda *_: tmp_path)
+        results = registry.run("migration", context) + registry.run("row_counts", context)
+        assert [(r.id, r.status) for r in results] == [
+            ("migration.target", "fail"),
+            ("row_counts", "skip"),
+        ]
+    finally:
+        drop_database(target_server, name)
