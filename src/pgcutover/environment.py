@@ -65,8 +65,8 @@ class RunEnvironment:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunEnvironment:
         return cls(
-            source=Endpoint(**data["source"]),
-            target=Endpoint(**data["target"]),
+            source=Endpoint.from_json(data["source"]),
+            target=Endpoint.from_json(data["target"]),
             inventory=Inventory.from_json(data["inventory"]),
             migration=MigrationResult.from_json(data["migration"]),
             facts=data["facts"],

@@ -58,7 +58,7 @@ def state(server: Endpoint, scratch: Endpoint) -> dict[str, Any]:
 
 def drop(recorded: dict[str, Any]) -> None:
     """DROP DATABASE the scratch database, through the database the user configured."""
-    server = Endpoint(**recorded["server"])
+    server = Endpoint.from_json(recorded["server"])
     name = str(recorded["database"])
     if not name.startswith(PREFIX):
         raise ConfigError(

@@ -182,25 +182,29 @@ def run(
         observations[side] = {}
         present = _tables(endpoint)
         datasources: dict[str, Any] = {}
-        for (suite_name, table), suite in suites.items():
-            if table not in present:
-                continue
-            schema, _, name = table.partition(".")
-            if schema not in datasources:
-                datasources[schema] = _datasource(context, side, schema, endpoint)
-            asset = datasources[schema].add_table_asset(
-                name=f"{suite_name}.{table}", table_name=name
-            )
-            definition = context.validation_definitions.add(
-                gx.ValidationDefinition(
-                    name=f"{side}: {suite_name}.{table}",
-                    data=asset.add_batch_definition_whole_table("whole table"),
-                    suite=suite,
+        try:
+            for (suite_name, table), suite in suites.items():
+                if table not in present:
+                    continue
+                schema, _, name = table.partition(".")
+                if schema not in datasources:
+                    datasources[schema] = _datasource(context, side, schema, endpoint)
+                asset = datasources[schema].add_table_asset(
+                    name=f"{suite_name}.{table}", table_name=name
                 )
-            )
-            for result in definition.run(result_format="SUMMARY").results:
-                check_id = result.expectation_config.meta[META_KEY]
-                observations[side][check_id] = _observe(result, endpoint)
+                definition = context.validation_definitions.add(
+                    gx.ValidationDefinition(
+                        name=f"{side}: {suite_name}.{table}",
+                        data=asset.add_batch_definition_whole_table("whole table"),
+                        suite=suite,
+                    )
+                )
+                for result in definition.run(result_format="SUMMARY").results:
+                    check_id = result.expectation_config.meta[META_KEY]
+                    observations[side][check_id] = _observe(result, endpoint)
+        finally:
+            for datasource in datasources.values():  # give pooled connections back now:
+                datasource.get_engine().dispose()  # they count against [sessions] max_connections
     if docs_dir is not None:
         context.build_data_docs(site_names=[SITE])
     return observations

@@ -57,6 +57,7 @@ def _dump(source: Endpoint, settings: Settings, archive: Path) -> Dump:
     with exported_snapshot(source) as snapshot:
         command = [
             str(client_binary("pg_dump")),
+            f"--dbname={source.tool_dbname()}",
             f"--snapshot={snapshot}",
             "--no-password",
             "-Fc",

@@ -216,7 +216,7 @@ def _drop_tables(conn: psycopg.Connection, tables: list[tuple[str, str]]) -> Non
 def exported_snapshot(source: Endpoint) -> Iterator[str]:
     """A read-only repeatable-read transaction on the source, its snapshot exported for
     pg_dump --snapshot and held until the block ends (other sessions can import it)."""
-    with connection(source, role="source") as conn:
+    with connection(source, role="source", options=SESSION_OPTIONS) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         try:
@@ -236,8 +236,13 @@ def _restore_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def _dump_args(snapshot: str, excluded: tuple[str, ...]) -> list[str]:
-    args = [str(client_binary("pg_dump")), f"--snapshot={snapshot}", "--no-password"]
+def _dump_args(source: Endpoint, snapshot: str, excluded: tuple[str, ...]) -> list[str]:
+    args = [
+        str(client_binary("pg_dump")),
+        f"--dbname={source.tool_dbname()}",
+        f"--snapshot={snapshot}",
+        "--no-password",
+    ]
     args += [f"--exclude-schema={schema}" for schema in excluded]
     return args
 
@@ -377,13 +382,21 @@ def _run_strategy(
     With `clean` the schema section drops what it is about to create (--clean --if-exists);
     a scratch rehearsal restores without owners and grants (the server is not ours).
     """
-    dump = _dump_args(snapshot, settings.exclude_schemas)
+    dump = _dump_args(source, snapshot, settings.exclude_schemas)
     cleaning = ["--clean", "--if-exists"] if clean else []
     ownerless = ["--no-owner", "--no-privileges"] if settings.scratch else []
     restore_env = _restore_env(settings)
     timeout = settings.phase_timeout
     if settings.strategy == "plain":
-        psql = [str(client_binary("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"]
+        psql = [
+            str(client_binary("psql")),
+            f"--dbname={target.tool_dbname()}",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--no-password",
+        ]
         for section, name in SECTIONS:
             if on_phase:
                 on_phase(name)
@@ -411,7 +424,7 @@ def _run_strategy(
         str(client_binary("pg_restore")),
         "--exit-on-error",
         "--no-password",
-        f"--dbname={target.dbname}",
+        f"--dbname={target.tool_dbname()}",
     ]
     for section, name in SECTIONS:
         extra = [*ownerless, *(cleaning if section == "pre-data" else [f"--jobs={settings.jobs}"])]

@@ -19,9 +19,12 @@ import psycopg
 from pgcutover.db import Endpoint, Role, connection
 from pgcutover.errors import MigrationError
 from pgcutover.providers.embedded import NEWEST_FLAVOR, bin_dir
+from pgcutover.sessions import ReadTimeout
 
-#: pgcutover's own sessions ignore a target's short statement_timeout, as pg_restore does.
-SESSION_OPTIONS = "-c statement_timeout=0"
+#: pgcutover's own migration sessions ignore a short statement_timeout, as pg_restore does,
+#: and the idle-in-transaction timeout (the snapshot for pg_dump stays open for the whole
+#: dump); --phase-timeout bounds them instead.
+SESSION_OPTIONS = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
 
 
 def client_binary(name: str) -> Path:
@@ -73,9 +76,9 @@ def run_pipeline(
     processes: list[subprocess.Popen[bytes]] = []
     stdin = subprocess.DEVNULL
     for index, (command, endpoint) in enumerate(zip(commands, endpoints, strict=True)):
-        env = endpoint.libpq_env()
-        if index < len(extra_env):
-            env.update(extra_env[index])
+        extra = dict(extra_env[index]) if index < len(extra_env) else {}
+        env = endpoint.libpq_env(options=extra.pop("PGOPTIONS", ""))
+        env.update(extra)
         is_last = index == len(commands) - 1
         process = subprocess.Popen(
             list(command),
@@ -146,7 +149,7 @@ def bounded(
     """A connection for one phase that cannot outlive the phase timeout: past it the socket
     is cut (a stalled network or a paused server never answers a cancel) and the phase is
     reported as stalled."""
-    conn = connection(endpoint, role=role, options=SESSION_OPTIONS)
+    conn = connection(endpoint, role=role, options=SESSION_OPTIONS, read_timeout=timeout)
     fired = threading.Event()
     with conn as session:
 
@@ -159,8 +162,8 @@ def bounded(
         timer.start()
         try:
             yield session
-        except psycopg.Error:
-            if not fired.is_set():
+        except psycopg.Error as error:
+            if not fired.is_set() and not isinstance(error, ReadTimeout):
                 raise
             raise MigrationError(
                 f"phase {phase!r} stalled: {endpoint.label} did not answer within {timeout:.0f} s",

@@ -23,7 +23,10 @@ from pgcutover.errors import PgcutoverError
 #: Session settings that make text forms and plans the same on both servers: dates and times
 #: in UTC/ISO, floats exact, UTF-8 text; row-level security raises an error instead of
 #: silently hiding rows; no parallel plans or sorts (ranges are read in key order through the
-#: key's index, and in parallel by pgcutover itself); no JIT compile per range query.
+#: key's index, and in parallel by pgcutover itself); no JIT compile per range query. The
+#: anchor holds its snapshot idle in a transaction while the workers read, so the
+#: idle-in-transaction timeout of a named environment's session limits is lifted; its
+#: statement_timeout and the client-side read timeout still bound every range.
 SESSION = {
     "TimeZone": "UTC",
     "DateStyle": "ISO",
@@ -35,7 +38,7 @@ SESSION = {
     "enable_sort": "off",
     "max_parallel_workers_per_gather": "0",
     "jit": "off",
-    "statement_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
 }
 
 Task = TypeVar("Task")
@@ -73,7 +76,8 @@ def _open(endpoint: Endpoint, role: Role, snapshot: str | None) -> psycopg.Conne
 class Side:
     """One database read by an anchor connection and `workers` parallel connections, all at
     one snapshot. Use as a context manager (it takes the snapshot on entry and closes every
-    connection on exit); `submit` runs `work(conn, side_name, ...)` on a worker."""
+    connection on exit); `submit` runs `work(conn, side_name, ...)` on a worker. A named
+    environment's connection cap bounds the workers (the anchor takes one connection)."""
 
     def __init__(
         self, name: str, endpoint: Endpoint, workers: int, snapshot: str | None = None
@@ -85,6 +89,8 @@ class Side:
         self._local = threading.local()
         self._opened: list[psycopg.Connection] = []
         self._lock = threading.Lock()
+        if endpoint.limits is not None:
+            workers = max(1, min(workers, endpoint.limits.max_connections - 1))
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"content-{name}")
         self.anchor: psycopg.Connection | None = None
 

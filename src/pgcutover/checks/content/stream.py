@@ -32,6 +32,7 @@ from pgcutover.checks.content.copyout import CopyOut
 from pgcutover.checks.content.diff import TableDiff
 from pgcutover.checks.content.segments import Segment, key_list, predicate
 from pgcutover.checks.content.tables import TablePlan
+from pgcutover.sessions import Session
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 HEADER = struct.Struct(">11sii")
@@ -86,7 +87,7 @@ def copy_statement(plan: TablePlan, side: str, segment: Segment) -> sql.Composab
     )
 
 
-def read_range(conn: psycopg.Connection, side: str, task: Range) -> RangeHash | dict[bytes, bytes]:
+def read_range(conn: Session, side: str, task: Range) -> RangeHash | dict[bytes, bytes]:
     """Receive one range: its block hashes, or (for `task.rows`) its rows' hashes by key."""
     copy = CopyOut(conn, copy_statement(task.plan, side, task.segment))
     if task.rows:
