@@ -176,7 +176,7 @@ def test_named_broken_target_is_no_go_naming_the_check(pytester, seeded_source, 
         (
             "[targets.b]\ndsn='postgresql://u:secret@db/app'\n",
             ["--target=b"],
-            "contains a password",
+            "gives a secret (password)",
         ),
         (
             "[targets.b]\nhost='db'\ndatabase='app'\nuser='u'\npassword_env='PGCUTOVER_UNSET_PW'\n",

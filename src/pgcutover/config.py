@@ -3,22 +3,32 @@ resolved once into a frozen Settings (CLI > ini > default; connections from targ
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import urlparse
 
-from pgcutover.db import Endpoint
+import psycopg
+
+from pgcutover.db import LIBPQ_ENV, OWN_KEYWORDS, Endpoint
 from pgcutover.errors import ConfigError
+from pgcutover.sessions import SessionLimits
 
 FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures"
 DEFAULT_MODEL = "Xenova/all-MiniLM-L6-v2"
 DEFAULT_DIMENSIONS = 384
 STRATEGIES = ("plain", "custom", "directory")
 PROVIDERS = ("embedded", "external")
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+#: libpq keywords holding a secret: refused in targets.toml (passwords come from password_env).
+SECRET_KEYWORDS = frozenset(
+    {"password", "sslpassword", "scram_client_key", "scram_server_key", "oauth_client_secret"}
+)
 #: Schemas that belong to PostgreSQL itself, never compared.
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
@@ -46,11 +56,60 @@ class Option:
         """A flag given without a value on the command line (`--reindex`)."""
         return self.kind is switch
 
+    def parse(self, text: object, given_as: str) -> Any:
+        """The one validation of a setting, whether it came from the command line or an ini
+        file: its type and range (`kind`), then its allowed values."""
+        try:
+            value = self.kind(str(text))
+        except ValueError as error:
+            raise ConfigError(
+                f"{given_as}: {error}",
+                f"give {self.flag} (ini {self.ini}) a valid value: {self.help}",
+            ) from None
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(
+                f"{given_as}: {value!r} is not one of {', '.join(self.choices)}",
+                f"set {self.flag} to one of {', '.join(self.choices)}",
+            )
+        return value
+
+
+def _whole_number(text: str, minimum: int) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < minimum:
+        raise ValueError(f"{value} is below the minimum of {minimum}")
+    return value
+
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError(f"{text} is not a positive integer")
+    return _whole_number(text, 1)
+
+
+def _count(text: str) -> int:
+    """A number of things that may be none (0 parallel workers)."""
+    return _whole_number(text, 0)
+
+
+def _seconds(text: str) -> float:
+    """A duration in seconds: a finite number above zero."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _memory(text: str) -> str:
+    """A PostgreSQL memory size (64MB, 1GB): it reaches the server inside a -c option, so
+    nothing but digits and a unit may pass."""
+    value = text.strip()
+    if not re.fullmatch(r"[1-9][0-9]*(B|kB|MB|GB|TB)?", value):
+        raise ValueError(f"{text!r} is not a memory size such as 512MB or 1GB")
     return value
 
 
@@ -101,20 +160,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("jobs", _positive_int, 2, "parallel jobs for pg_restore"),
     Option(
         "maintenance_work_mem",
-        str,
+        _memory,
         "1GB",
         "maintenance_work_mem for the restore's "
         "sessions: an HNSW graph that does not fit spills and builds several times slower",
     ),
     Option(
         "max_parallel_maintenance_workers",
-        int,
+        _count,
         1,
         "parallel workers per index build during the restore",
     ),
     Option(
         "phase_timeout",
-        float,
+        _seconds,
         1800.0,
         "seconds any migration phase may take before it is stopped and reported as stalled",
     ),
@@ -201,20 +260,25 @@ class Settings:
         return SYSTEM_SCHEMAS + self.exclude_schemas
 
     def section(self, name: str) -> dict[str, Any]:
-        """A concern's settings as data: fixtures/<name>.toml defaults, overridden by
-        targets.toml [<name>], then by [targets.<target>.<name>] for the chosen target."""
-        merged = (
-            _read_toml(FIXTURES_DIR / f"{name}.toml")
-            if (FIXTURES_DIR / f"{name}.toml").is_file()
-            else {}
-        )
-        if self.targets_file.is_file():
-            document = _read_toml(self.targets_file)
-            merged = _deep_merge(merged, document.get(name, {}))
-            if self.target is not None:
-                entry = document.get("targets", {}).get(self.target.name, {})
-                merged = _deep_merge(merged, entry.get(name, {}))
-        return merged
+        """A concern's settings as data (see `read_section`), for the chosen target."""
+        return read_section(name, self.targets_file, self.target.name if self.target else None)
+
+
+def read_section(name: str, targets_file: Path, environment: str | None) -> dict[str, Any]:
+    """A concern's settings as data: fixtures/<name>.toml defaults, overridden by
+    targets.toml [<name>], then by [targets.<environment>.<name>]."""
+    merged = (
+        _read_toml(FIXTURES_DIR / f"{name}.toml")
+        if (FIXTURES_DIR / f"{name}.toml").is_file()
+        else {}
+    )
+    if targets_file.is_file():
+        document = _read_toml(targets_file)
+        merged = _deep_merge(merged, document.get(name, {}))
+        if environment is not None:
+            entry = document.get("targets", {}).get(environment, {})
+            merged = _deep_merge(merged, entry.get(name, {}))
+    return merged
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -228,10 +292,27 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
     return merged
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    """A TOML document, with syntax errors turned into ConfigError."""
+def _read_text(path: Path) -> str:
+    """A configuration file's text; unreadable or non-UTF-8 files become ConfigError."""
     try:
-        return tomllib.loads(path.read_text())
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        byte = error.object[error.start]
+        raise ConfigError(
+            f"{path} is not UTF-8 text (line {line} holds the byte 0x{byte:02x})",
+            "save the file as UTF-8 (for example `iconv -f latin1 -t utf-8`)",
+        ) from None
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read {path}: {error.strerror}", "check the path and its permissions"
+        ) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """A TOML document, with syntax and encoding errors turned into ConfigError."""
+    try:
+        return tomllib.loads(_read_text(path))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}", "fix the syntax") from None
 
@@ -241,7 +322,7 @@ def parse_env_file(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise ConfigError(f"the .env file {path} does not exist", "fix env_file in targets.toml")
     values: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    for number, raw in enumerate(_read_text(path).splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -269,8 +350,82 @@ def _int_field(name: str, where: str, value: object) -> int:
         ) from None
 
 
+def _port(value: object, where: str, name: str = "port") -> int:
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ConfigError(
+            f"{where}: {name} must be a port number from 1 to 65535, got {value!r}",
+            f"fix {name} (PostgreSQL listens on 5432 unless told otherwise)",
+        )
+    return int(text)
+
+
+def _server(host: str, port: object, where: str, port_name: str = "port") -> tuple[str, int]:
+    """One host and its port: a failover list names several servers, and each side of a
+    comparison must be exactly one."""
+    if not host:
+        raise ConfigError(f"{where}: no host given", "name the server: postgresql://user@HOST/db")
+    if "," in host or "," in str(port):
+        raise ConfigError(
+            f"{where}: several hosts given ({host})",
+            "name the one server to compare (pgcutover checks one database per side)",
+        )
+    return host, _port(port, where, port_name)
+
+
+def _sslmode(value: str, where: str) -> str:
+    if value not in SSLMODES:
+        raise ConfigError(
+            f"{where}: sslmode {value!r} is not one of {', '.join(SSLMODES)}",
+            "fix sslmode (require or verify-full for a server across a network)",
+        )
+    return value
+
+
+def _refuse_secrets(keys: Iterable[str], where: str) -> None:
+    """A password in targets.toml or a dsn is refused, never silently ignored."""
+    given = sorted(SECRET_KEYWORDS.intersection(keys))
+    if given:
+        raise ConfigError(
+            f"{where} gives a secret ({', '.join(given)}): pgcutover never reads one from "
+            "targets.toml or a dsn",
+            "remove it and keep the password in an environment variable: password_env = "
+            "'VARIABLE' in targets.toml (--pg-password-env for locust's --pg-dsn), or "
+            "RELATIONAL_DB_PASSWORD in the app's .env file named by env_file",
+        )
+
+
+def _entry_params(entry: Mapping[str, Any], where: str) -> dict[str, str]:
+    """libpq parameters named in a [targets.<name>] table itself (sslrootcert, options, ...)."""
+    _refuse_secrets(entry, where)
+    return {
+        key: str(value)
+        for key, value in entry.items()
+        if key in LIBPQ_ENV and key not in OWN_KEYWORDS
+    }
+
+
+def _parse_dsn(dsn: str, where: str) -> dict[str, str]:
+    """A dsn (URI or key=value pairs) parsed by libpq itself, so every parameter it knows is
+    kept and anything else is an error; a password in it is refused before libpq could
+    echo part of it in a parse error."""
+    if re.search(r"(?:^|[\s?&])password\s*=", dsn) or urlparse(dsn).password:
+        _refuse_secrets(["password"], f"{where}: the dsn")
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as error:
+        raise ConfigError(
+            f"{where}: the dsn is not a valid connection string: {str(error).strip()}",
+            "write it as postgresql://user@host:5432/dbname?sslmode=require (libpq's URI "
+            "form) or as key=value pairs",
+        ) from None
+    _refuse_secrets(parts, f"{where}: the dsn")
+    return {key: str(value) for key, value in parts.items() if value is not None}
+
+
 def _from_env_file(name: str, entry: Mapping[str, Any], base: Path) -> Environment:
     """An environment described by the app's own .env file (the guide's variables)."""
+    params = _entry_params(entry, f"targets.toml [targets.{name}]")
     path = (base / str(entry["env_file"])).resolve()
     env = parse_env_file(path)
     where = f"targets.toml [targets.{name}] -> {path}"
@@ -283,14 +438,21 @@ def _from_env_file(name: str, entry: Mapping[str, Any], base: Path) -> Environme
         )
     ssl = env.get("RELATIONAL_DB_SSL", "false").strip().lower() in {"true", "1", "yes", "on"}
     dims = env.get("VECTOR_DB_DIMENSIONS")
+    host, port = _server(
+        env["RELATIONAL_DB_HOST"],
+        env.get("RELATIONAL_DB_PORT", "5432"),
+        where,
+        "RELATIONAL_DB_PORT",
+    )
     endpoint = Endpoint(
         label=name,
-        host=env["RELATIONAL_DB_HOST"],
-        port=_int_field("RELATIONAL_DB_PORT", where, env.get("RELATIONAL_DB_PORT", "5432")),
+        host=host,
+        port=port,
         dbname=env["RELATIONAL_DB_DATABASE"],
         user=env["RELATIONAL_DB_USERNAME"],
         password=env.get("RELATIONAL_DB_PASSWORD") or None,
         sslmode="require" if ssl else "prefer",
+        params=tuple(sorted(params.items())),
     )
     return Environment(
         name=name,
@@ -312,49 +474,61 @@ def _password_from(name: str, entry: Mapping[str, Any], environ: Mapping[str, st
     return environ[variable]
 
 
+def dsn_endpoint(
+    label: str,
+    dsn: str,
+    where: str,
+    password: str | None,
+    defaults: Mapping[str, str] | None = None,
+) -> Endpoint:
+    """An Endpoint from a dsn parsed by libpq (every parameter kept, a password refused);
+    the dsn's parameters win over `defaults`."""
+    parts = {**(defaults or {}), **_parse_dsn(dsn, where)}
+    host, port = _server(parts.pop("host", ""), parts.pop("port", "5432"), f"{where}: the dsn")
+    return Endpoint(
+        label=label,
+        host=host,
+        port=port,
+        dbname=parts.pop("dbname", "") or "postgres",
+        user=parts.pop("user", "") or "postgres",
+        password=password,
+        sslmode=_sslmode(parts.pop("sslmode", "") or "prefer", where),
+        params=tuple(sorted(parts.items())),
+    )
+
+
 def _from_dsn(name: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> Environment:
-    """An environment given as a postgresql:// DSN without a password."""
-    url = urlparse(str(entry["dsn"]))
+    """An environment given as a dsn without a password, with the table's own libpq
+    parameters (sslmode too) as defaults."""
     where = f"targets.toml [targets.{name}]"
-    if url.scheme not in {"postgresql", "postgres"} or not url.hostname:
-        raise ConfigError(
-            f"{where}: dsn must look like postgresql://user@host:5432/db", "fix the dsn"
-        )
-    if url.password:
-        raise ConfigError(
-            f"{where}: the dsn contains a password",
-            "remove it from the dsn and name an environment variable in password_env instead",
-        )
-    query = parse_qs(url.query)
-    endpoint = Endpoint(
-        label=name,
-        host=url.hostname,
-        port=url.port or 5432,
-        dbname=unquote(url.path.lstrip("/")) or "postgres",
-        user=unquote(url.username or "postgres"),
-        password=_password_from(name, entry, environ),
-        sslmode=query.get("sslmode", [str(entry.get("sslmode", "prefer"))])[0],
+    defaults = {**_entry_params(entry, where), "sslmode": str(entry.get("sslmode", "prefer"))}
+    endpoint = dsn_endpoint(
+        name, str(entry["dsn"]), where, _password_from(name, entry, environ), defaults
     )
     return _with_app_settings(name, entry, endpoint)
 
 
 def _from_fields(name: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> Environment:
-    """An environment given as host/port/database/user + password_env."""
+    """An environment given as host/port/database/user + password_env (and any further
+    libpq parameter by its own name)."""
     where = f"targets.toml [targets.{name}]"
+    params = _entry_params(entry, where)
     missing = [key for key in ("host", "database", "user") if key not in entry]
     if missing:
         raise ConfigError(
             f"{where}: missing {', '.join(missing)}",
             "give host, port, database, user and password_env, or a dsn, or an env_file",
         )
+    host, port = _server(str(entry["host"]), entry.get("port", 5432), where)
     endpoint = Endpoint(
         label=name,
-        host=str(entry["host"]),
-        port=_int_field("port", where, entry.get("port", 5432)),
+        host=host,
+        port=port,
         dbname=str(entry["database"]),
         user=str(entry["user"]),
         password=_password_from(name, entry, environ),
-        sslmode=str(entry.get("sslmode", "prefer")),
+        sslmode=_sslmode(str(entry.get("sslmode", "prefer")), where),
+        params=tuple(sorted(params.items())),
     )
     return _with_app_settings(name, entry, endpoint)
 
@@ -368,6 +542,40 @@ def _with_app_settings(name: str, entry: Mapping[str, Any], endpoint: Endpoint) 
         vector_dimensions=_int_field("vector_dimensions", where, dims) if dims else None,
         embedding_model=entry.get("embedding_model"),
     )
+
+
+def _limit(section: Mapping[str, Any], key: str, where: str, minimum: int) -> Any:
+    """A number of at least `minimum` from a settings section (floats only for seconds)."""
+    value = section.get(key)
+    kinds = (int, float) if key.endswith("_s") else (int,)
+    if not isinstance(value, kinds) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(
+            f"{where}: {key} = {value!r} must be a number of at least {minimum}",
+            f"fix {key} under [sessions] in targets.toml (fixtures/sessions.toml has the default)",
+        )
+    return value
+
+
+def session_limits(name: str, targets_file: Path) -> SessionLimits:
+    """What pgcutover's sessions may cost the named environment: fixtures/sessions.toml,
+    overridden by targets.toml [sessions], then [targets.<name>.sessions]."""
+    section = read_section("sessions", targets_file, name)
+    where = f"[sessions] for {name!r}"
+    limits = SessionLimits(
+        statement_timeout_ms=_limit(section, "statement_timeout_ms", where, 0),
+        lock_timeout_ms=_limit(section, "lock_timeout_ms", where, 0),
+        idle_in_transaction_timeout_ms=_limit(section, "idle_in_transaction_timeout_ms", where, 0),
+        read_timeout_s=float(_limit(section, "read_timeout_s", where, 1)),
+        max_connections=_limit(section, "max_connections", where, 2),
+    )
+    if limits.statement_timeout_ms and limits.read_timeout_s * 1000 <= limits.statement_timeout_ms:
+        raise ConfigError(
+            f"{where}: read_timeout_s = {limits.read_timeout_s:g} does not exceed "
+            f"statement_timeout_ms = {limits.statement_timeout_ms}",
+            "raise read_timeout_s above the statement timeout, or a long query is cut by "
+            "this machine before the server could cancel it cleanly",
+        )
+    return limits
 
 
 def load_targets(path: Path) -> dict[str, Mapping[str, Any]]:
@@ -414,10 +622,13 @@ def resolve_environment(
             f"{targets_file}: [targets.{name}] must be a table", "see targets.example.toml"
         )
     if "env_file" in entry:
-        return _from_env_file(name, entry, targets_file.parent)
-    if "dsn" in entry:
-        return _from_dsn(name, entry, environ)
-    return _from_fields(name, entry, environ)
+        environment = _from_env_file(name, entry, targets_file.parent)
+    elif "dsn" in entry:
+        environment = _from_dsn(name, entry, environ)
+    else:
+        environment = _from_fields(name, entry, environ)
+    limits = session_limits(name, targets_file)
+    return replace(environment, endpoint=replace(environment.endpoint, limits=limits))
 
 
 def build_settings(

@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from pgcutover.config import OPTIONS, Settings, build_settings
+from pgcutover.config import OPTIONS, Settings, build_settings, dsn_endpoint
 from pgcutover.db import Endpoint, Role, connection
 from pgcutover.errors import ConfigError
 from pgcutover.inventory import discover
@@ -83,28 +81,9 @@ class LoadTarget:
 
 
 def endpoint_from_dsn(dsn: str, password_env: str, environ: Mapping[str, str]) -> Endpoint:
-    """An Endpoint from a DSN without a password; the password comes from `password_env`."""
-    try:
-        parts = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as error:
-        raise ConfigError(
-            f"--pg-dsn is not a valid connection string: {error}",
-            "use postgresql://user@host:5432/dbname",
-        ) from None
-    if parts.get("password"):
-        raise ConfigError(
-            "--pg-dsn contains a password (it would show in `ps` and in locust's web UI)",
-            f"remove it and export {password_env}=... instead",
-        )
-    return Endpoint(
-        label="locust database",
-        host=str(parts.get("host") or "localhost"),
-        port=int(str(parts.get("port") or 5432)),
-        dbname=str(parts.get("dbname") or "postgres"),
-        user=str(parts.get("user") or "postgres"),
-        password=environ.get(password_env) or None,
-        sslmode=str(parts.get("sslmode") or "prefer"),
-    )
+    """An Endpoint from a DSN without a password (every libpq parameter kept: pgcutover
+    passes its targets' DSNs here whole); the password comes from `password_env`."""
+    return dsn_endpoint("locust database", dsn, "--pg-dsn", environ.get(password_env) or None)
 
 
 def _settings(options: argparse.Namespace, environ: Mapping[str, str]) -> Settings:

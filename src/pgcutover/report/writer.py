@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
 from pgcutover.report.compare import LATEST, compare, previous_signoff
 from pgcutover.report.html import render
 from pgcutover.report.model import RunReport
+
+#: Characters kept from a target's name in its report folder's name.
+SLUG_LENGTH = 40
+
+
+def slug(name: str) -> str:
+    """A name as one safe folder name: letters, digits, `_` and `-` only, so a `/` or `..`
+    in a target's name can never nest a run's folder or leave reports/."""
+    text = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:SLUG_LENGTH].strip("-")
+    return text or "unnamed"
 
 
 def write_report(report: RunReport, run_dir: Path) -> dict[str, Path]:
