@@ -35,8 +35,8 @@ from pgcutover.errors import ConfigError, PgcutoverError
 from pgcutover.identity import refuse_same_database
 from pgcutover.report import pytesthtml
 from pgcutover.report.model import RunReport
-from pgcutover.report.terminal import summary_lines, verdict_line
-from pgcutover.report.writer import latest_verdict, mirror_latest, write_report
+from pgcutover.report.terminal import report_line, summary_lines, verdict_line
+from pgcutover.report.writer import latest_verdict, mirror_latest, slug, write_report
 
 SESSION_PLUGIN = "pgcutover-session"
 JUNIT = "junit.xml"
@@ -44,22 +44,21 @@ RESULTS_DIR = "results"
 SELECTION_FILE = "selection.json"
 #: The family a chaos-only run (`-m chaos`) must report instead of the sign-off's families.
 CHAOS = "chaos"
+#: Exit code of a run refused before any test (unreachable, the source under another name).
+EXIT_REFUSED = 3
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Every setting as a CLI option and an ini key, from the one table in config.py."""
     group = parser.getgroup("pgcutover", "pgcutover migration rehearsal")
     for option in OPTIONS:
-        value: dict[str, Any] = (
-            {"action": "store_true"}
-            if option.is_switch
-            else {"type": option.kind, "choices": option.choices}
-        )
+        value: dict[str, Any] = {"action": "store_true"} if option.is_switch else {}
+        choices = f"one of: {', '.join(option.choices)}; " if option.choices else ""
         group.addoption(
             option.flag,
             dest=f"pgcutover_{option.name}",
             default=None,
-            help=f"{option.help} [ini: {option.ini}; default: {option.default!r}]",
+            help=f"{option.help} [{choices}ini: {option.ini}; default: {option.default!r}]",
             **value,
         )
         parser.addini(option.ini, help=option.help, default=None)
@@ -87,18 +86,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _option_values(config: pytest.Config) -> dict[str, Any]:
-    """CLI value, else ini value (converted), else the default."""
+    """CLI value, else ini value, else the default; both validated by Option.parse (a bad
+    value is a ConfigError naming where it came from)."""
     values = {}
     for option in OPTIONS:
         cli = config.getoption(f"pgcutover_{option.name}")
         ini = config.getini(option.ini)
-        if cli is not None:
-            values[option.name] = cli
+        if option.is_switch and cli:
+            values[option.name] = True
+        elif cli is not None:
+            values[option.name] = option.parse(cli, f"{option.flag}={cli}")
         elif ini not in (None, "", []):
-            try:
-                values[option.name] = option.kind(str(ini))
-            except ValueError as error:
-                raise pytest.UsageError(f"ini {option.ini} = {ini!r}: {error}") from None
+            where = config.inipath.name if config.inipath else "the ini file"
+            values[option.name] = option.parse(ini, f"{option.ini} = {ini!r} in {where}")
         else:
             values[option.name] = option.default
     return values
@@ -118,6 +118,7 @@ class RunSession:
     _error: PgcutoverError | None = None
     report_paths: dict[str, Path] | None = None
     report: RunReport | None = None
+    refused: PgcutoverError | None = None
 
     @property
     def worker_id(self) -> str:
@@ -200,7 +201,8 @@ class RunSession:
 
 
 def _run_label(settings: Settings) -> str:
-    return settings.target.name if settings.target else "rehearsal"
+    """The run folder's label: the target's name as a safe slug (never a path)."""
+    return slug(settings.target.name) if settings.target else "rehearsal"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -276,7 +278,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def _refuse(run: RunSession, check_id: str, error: PgcutoverError) -> None:
-    """End the run before any test: a NO-GO report naming the problem, and one message."""
+    """End the run before any test: a NO-GO report naming the problem, printed once in the
+    summary (pytest.exit would print it twice, the second time as `! _pytest.outcomes.Exit`),
+    exit code 3; no test runs (see pytest_runtestloop)."""
     run.record(
         [
             CheckResult(
@@ -289,14 +293,14 @@ def _refuse(run: RunSession, check_id: str, error: PgcutoverError) -> None:
         ]
     )
     _finish(run)
-    pytest.exit(f"{error}\nNO-GO report: {run.run_dir / 'signoff.html'}", returncode=3)
+    run.refused = error
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Probe named environments before any test runs: an unreachable host, a wrong password,
-    or a target that is the source under another name ends the run with one clear message
-    and a NO-GO report, before anything is written."""
+    or a target that is the source under another name ends the run (see `_refuse`) before
+    anything is written."""
     run = _session(session.config)
     if not run.owner:
         return
@@ -312,17 +316,25 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 pass
         except PgcutoverError as error:
             _refuse(run, f"connectivity.{role}", error)
+            return
     source, target = run.settings.source, run.settings.target
     if source is not None and target is not None:
         try:
             refuse_same_database(source.endpoint, target.endpoint)
         except PgcutoverError as error:
             _refuse(run, "connectivity.identity", error)
+            return
     if run.settings.scratch and target is not None:
         try:
             scratch.require_createdb(target.endpoint)
         except PgcutoverError as error:
             _refuse(run, "connectivity.target.createdb", error)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """No test runs once the run was refused (xdist's loop included)."""
+    return True if _session(session.config).refused is not None else None
 
 
 @pytest.hookimpl(trylast=True)
@@ -515,17 +527,34 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     try:
         if run.rehearsed():
             _finish(run, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
-            if run.report and run.report.verdict == "NO-GO" and exitstatus == 0:
+            if run.refused is not None:
+                session.exitstatus = EXIT_REFUSED
+            elif run.report and run.report.verdict == "NO-GO" and exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
     finally:
-        with runfolder.shielded():
-            problems = stop_servers(run.workdir)
-            shutil.rmtree(run.workdir, ignore_errors=True)
+        _clean_up(run)
         _silence_temporary_junit(session.config, run.workdir)
-        for problem in problems:
-            session.config.get_terminal_writer().line(
-                f"pgcutover: could not stop {problem}; the next run retries", red=True
-            )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Owner only: clean up also when no session ran or it ended early (`--help`, an error
+    in a sessionstart hook), so no work folder is left in the temporary directory."""
+    run = config.pluginmanager.get_plugin(SESSION_PLUGIN)
+    if run is not None and run.owner:
+        _clean_up(run)
+
+
+def _clean_up(run: RunSession) -> None:
+    """Stop the servers this run started and remove its work folder (idempotent)."""
+    if not run.workdir.exists():
+        return
+    with runfolder.shielded():
+        problems = stop_servers(run.workdir)
+        shutil.rmtree(run.workdir, ignore_errors=True)
+    for problem in problems:
+        run.config.get_terminal_writer().line(
+            f"pgcutover: could not stop {problem}; the next run retries", red=True
+        )
 
 
 def _silence_temporary_junit(config: pytest.Config, workdir: Path) -> None:
@@ -547,5 +576,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.line(
         verdict_line(report), green=report.verdict == "GO", red=report.verdict != "GO", bold=True
     )
+    if run.refused is not None:
+        terminalreporter.line(str(run.refused), red=True)
+        terminalreporter.line(report_line(report, run.report_paths["html"]))
+        return
     for line in summary_lines(report, run.report_paths["html"]):
         terminalreporter.line(line)

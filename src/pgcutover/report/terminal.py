@@ -45,7 +45,12 @@ def summary_lines(report: RunReport, html: Path) -> list[str]:
             f"since last run ({trend['previous_verdict']}): {len(trend['new_failures'])} new "
             f"failures, {len(trend['fixed'])} fixed, {len(trend['changed'])} numbers moved"
         )
+    lines.append(report_line(report, html))
+    return lines
+
+
+def report_line(report: RunReport, html: Path) -> str:
+    """Where the sign-off is, and whether reports/latest holds a copy of it."""
     copied = report.complete or latest_verdict(html.parent.parent) == report.verdict
     latest = f"copy in {_where(html.parent.parent / 'latest')}" if copied else "reports/latest kept"
-    lines.append(f"report: {_where(html)}  ({latest})")
-    return lines
+    return f"report: {_where(html)}  ({latest})"
