@@ -112,12 +112,12 @@ def test_a_paused_server_cannot_hang_a_read_and_keepalives_alone_do_not_help(tar
 
 
 def test_content_parity_on_a_target_that_stops_answering_ends_unknown(
-    seeded_source, target_copy, target_server, settings
+    seeded_source, target_copy, target_server, settings, inventory
 ):
     """Item 12: a read in flight when the target stops answering (a lock wait, then SIGSTOP)
     ends within the read timeout; the table is `unknown`, the run goes on."""
     waits = replace(LIMITS, statement_timeout_ms=0, lock_timeout_ms=60000, read_timeout_s=2.0)
-    pair = Pair(seeded_source, named(target_copy, waits, connect_timeout="2"))
+    pair = Pair(seeded_source, named(target_copy, waits, connect_timeout="2"), inventory)
     holder = connect(target_copy, role="admin", autocommit=False)
     holder.execute("LOCK TABLE public.documents IN ACCESS EXCLUSIVE MODE")
     results: list[list] = []
