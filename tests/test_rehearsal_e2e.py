@@ -169,7 +169,8 @@ def test_named_broken_target_is_no_go_naming_the_check(pytester, seeded_source, 
             "both name 'a'",
         ),
         (
-            "[targets.b]\nhost='db'\ndatabase='app'\nuser='u'\n",
+            "[targets.a]\nhost='db'\ndatabase='app'\nuser='u'\n"
+            "[targets.b]\nhost='db2'\ndatabase='app'\nuser='u'\nsource='a'\n",
             ["--target=b", "--migrate"],
             "add --allow-destructive",
         ),
