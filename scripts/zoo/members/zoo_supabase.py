@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+import bcrypt
 import psycopg
 
 from zoo_input import USERS, Chunk, chunks, vector_literal
@@ -151,6 +152,11 @@ CREATE INDEX ON public.document_sections USING hnsw (embedding extensions.vector
 """
 
 
+def password_hash(email: str) -> str:
+    """A bcrypt hash as GoTrue stores it (cost 4 here: generating stays fast)."""
+    return bcrypt.hashpw(f"zoo-passphrase:{email}".encode(), bcrypt.gensalt(4)).decode()
+
+
 def user_id(number: int) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"user:{number}")
 
@@ -162,10 +168,9 @@ def load(conn: psycopg.Connection, pieces: list[Chunk]) -> None:
             cur.execute(
                 "INSERT INTO auth.users (id, aud, role, email, encrypted_password,"
                 " email_confirmed_at, raw_app_meta_data, raw_user_meta_data, created_at,"
-                " updated_at) VALUES (%s, 'authenticated', 'authenticated', %s,"
-                " '$2a$10$' || md5(%s), '2026-01-05', '{\"provider\": \"email\"}', '{}',"
-                " '2026-01-05', '2026-01-05')",
-                (user_id(number), email, email),
+                " updated_at) VALUES (%s, 'authenticated', 'authenticated', %s, %s,"
+                " '2026-01-05', '{\"provider\": \"email\"}', '{}', '2026-01-05', '2026-01-05')",
+                (user_id(number), email, password_hash(email)),
             )
             cur.execute(
                 "INSERT INTO public.profiles VALUES (%s, %s, %s, '2026-01-05')",
