@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from helpers import drop_database, execute, failed_ids
-from pgcutover.checks.base import CheckResult, Pair, describe
+from helpers import drop_database, execute, failed_ids, inventory_of
+from pgcutover.checks.base import CheckResult, describe
 from pgcutover.db import Endpoint, connect
 from pgcutover.migrate.runner import migrate, not_performed
 from pgcutover.providers.embedded import EmbeddedServer, start_embedded
@@ -210,7 +210,7 @@ def copy_results(
     """Every check family on (source, exact copy): the GO baseline the faults differ from."""
     tmp = tmp_path_factory.mktemp("zoo-copy")
     return verify(
-        Pair(zoo_source, exact_copy), zoo_settings(tmp, "custom"), not_performed(VERIFY_ONLY), tmp
+        zoo_source, exact_copy, zoo_settings(tmp, "custom"), not_performed(VERIFY_ONLY), tmp
     )
 
 
@@ -229,8 +229,8 @@ def test_migrates_and_ends_go(
     target = target_server.endpoint.with_dbname(name)
     settings = zoo_settings(tmp_path, STRATEGIES[member.name])
     try:
-        result = migrate(zoo_source, target, settings)
-        results = verify(Pair(zoo_source, target), settings, result, tmp_path)
+        result = migrate(zoo_source, target, settings, inventory_of(zoo_source, settings))
+        results = verify(zoo_source, target, settings, result, tmp_path)
     finally:
         drop_database(target_server, name)
     assert result.ok, f"{result.failed_phase}: {result.error}"
@@ -254,7 +254,8 @@ def test_seeded_fault_ends_no_go_naming_the_check(
     try:
         execute(faulty, fault.statement.format(db=name))
         results = verify(
-            Pair(zoo_source, faulty),
+            zoo_source,
+            faulty,
             zoo_settings(tmp_path, "custom"),
             not_performed(VERIFY_ONLY),
             tmp_path,

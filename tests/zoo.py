@@ -1,6 +1,6 @@
 """The zoo of real schemas (fixtures/zoo/, issue 10): load a member's pg_dump into a fresh
 database on the test session's servers, and run every check family on a pair in-process the
-way suites/ does."""
+way suites/ does (the registry)."""
 
 from __future__ import annotations
 
@@ -11,24 +11,11 @@ from pathlib import Path
 
 from psycopg import sql
 
-from helpers import REPO, clone_database, make_settings
-from pgcutover import expectations
-from pgcutover.checks import (
-    connectivity,
-    content,
-    drift,
-    migration,
-    row_counts,
-    schema,
-    vector_indexes,
-    vectors,
-)
-from pgcutover.checks.base import CheckResult, Pair, guarded
-from pgcutover.checks.search import drift as embedding_drift
-from pgcutover.checks.search import filtered, latency, plans, recall, smoke
+from helpers import REPO, clone_database, make_settings, pair_of
+from pgcutover.checks import registry
+from pgcutover.checks.base import CheckResult, guarded
 from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connect
-from pgcutover.load import slo
 from pgcutover.migrate.runner import MigrationResult
 from pgcutover.migrate.tools import run_pipeline
 from pgcutover.providers.embedded import EmbeddedServer
@@ -113,41 +100,28 @@ def zoo_settings(tmp: Path, strategy: str) -> Settings:
 
 
 def verify(
-    pair: Pair,
+    source: Endpoint,
+    target: Endpoint,
     settings: Settings,
     performed: MigrationResult,
     artefacts: Path,
     only: Collection[str] | None = None,
 ) -> list[CheckResult]:
-    """Every check family on the pair (or the families named in `only`: enough for a NO-GO,
-    never for a GO), as `pytest suites/` runs them; a family that crashes is one `unknown`
-    result. (The lead's registry of check families will replace this list.)"""
+    """Every check family of the registry on the pair, with the source's inventory discovered
+    now, as `pytest suites/` runs them (or the families named in `only`: enough for a NO-GO,
+    never for a GO); a family that crashes is one `unknown` result."""
 
     def artefact(label: str, filename: str) -> Path:
         path = artefacts / filename
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    families = {
-        "connectivity": lambda: connectivity.check(pair, settings),
-        "migration": lambda: migration.check(performed),
-        "drift": lambda: drift.from_migration(performed),
-        "row_counts": lambda: row_counts.check(pair, settings),
-        "content": lambda: content.check(pair, settings),
-        "schema": lambda: schema.check(pair, settings),
-        "vector_dimensions": lambda: vectors.check(pair, settings),
-        "vector_index": lambda: vector_indexes.check(pair, settings),
-        "search.plans": lambda: plans.check(pair, settings),
-        "search.recall": lambda: recall.check(pair, settings),
-        "search.filtered": lambda: filtered.check(pair, settings),
-        "search.latency": lambda: latency.check(pair, settings),
-        "search.drift": lambda: embedding_drift.check(pair, settings),
-        "search.smoke": lambda: smoke.check(pair, settings),
-        "expectations": lambda: expectations.check(pair, settings),
-        "load": lambda: slo.check(pair, settings, artefact),
-    }
+    pair = pair_of(source, target, settings)
+    context = registry.Context(
+        pair, settings, performed, registry.blocked_by(performed, target, pair.inventory), artefact
+    )
     results: list[CheckResult] = []
-    for family, run in families.items():
-        if only is None or family in only:
-            results += guarded(family, family, run, pair)
+    for name in registry.NAMES if only is None else only:
+        area = registry.family(name).area
+        results += guarded(name, area, lambda name=name: registry.run(name, context), pair)
     return results
