@@ -84,15 +84,18 @@ WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY 1, 2, 3
 """
 
-#: Text columns per table (candidates for the text an embedding was made from).
+#: Text columns per table (candidates for the text an embedding was made from), domains over
+#: text included.
 TEXT_COLUMNS = """
 SELECT n.nspname || '.' || c.relname, a.attname
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
 WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
   AND n.nspname <> ALL(%(ignored)s)
-  AND a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype)
+  AND (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END)
+      IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype)
 """
 
 #: Candidate filter columns, with why each is one: a column a row-level security policy reads,
@@ -179,6 +182,9 @@ class EmbeddingColumn:
     model: str | None
     text_column: str | None
     text_column_from: str
+    #: The dimension the column is declared with (None: `vector` without one); `dimensions`
+    #: is that, or for an undeclared column the dimension of its stored vectors.
+    declared: int | None = None
 
     @property
     def qualified(self) -> str:
@@ -539,9 +545,17 @@ def _vectors(
             "fix app_columns / [inventory.columns] to name the app's vector columns",
         )
     columns = []
-    for schema, table, column, type_name, type_schema, dimensions, partition in rows:
+    for schema, table, column, type_name, type_schema, declared, partition in rows:
         qualified = f"{schema}.{table}.{column}"
         override = config.columns.get(qualified, {})
+        dimensions = declared
+        if declared is None and type_name in DENSE_TYPES:
+            dimensions = _stored_dimensions(conn, schema, table, column, type_schema)
+            if dimensions is not None:
+                notes.append(
+                    f"{qualified} is declared without a dimension; its stored vectors have "
+                    f"{dimensions}"
+                )
         app = (
             qualified in config.app_columns
             if config.app_columns
@@ -569,6 +583,7 @@ def _vectors(
                 type_name=type_name,
                 type_schema=type_schema,
                 dimensions=dimensions,
+                declared=declared,
                 partition=partition,
                 app=app,
                 model=override.get("model") or (settings.embedding_model if app else None),
@@ -577,6 +592,21 @@ def _vectors(
             )
         )
     return tuple(columns)
+
+
+def _stored_dimensions(
+    conn: psycopg.Connection, schema: str, table: str, column: str, type_schema: str
+) -> int | None:
+    """The dimension of one stored vector of a column declared without one (None: empty)."""
+    row = conn.execute(
+        sql.SQL("SELECT {}.vector_dims({}) FROM {} WHERE {} IS NOT NULL LIMIT 1").format(
+            sql.Identifier(type_schema),
+            sql.Identifier(column),
+            sql.Identifier(schema, table),
+            sql.Identifier(column),
+        )
+    ).fetchone()
+    return int(row[0]) if row else None
 
 
 def _text_column(

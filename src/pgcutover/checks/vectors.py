@@ -77,16 +77,16 @@ def _column(
             check_id,
             AREA,
             False,
-            f"{column.qualified} ({kind}, {column.type_name}({column.dimensions})) is missing "
+            f"{column.qualified} ({kind}, {column.type_name}({column.declared})) is missing "
             "on the target",
-            expected=column.dimensions,
+            expected=column.declared,
             remedy=COPY_REMEDY,
         )
     stored = {
         "source": _stored_dims(pair.source, "source", column),
         "target": _stored_dims(pair.target, "target", column),
     }
-    declared = {"source": column.dimensions, "target": target.dimensions}
+    declared = {"source": column.declared, "target": target.dimensions}
     same_type = column.type_name == target.type_name
     ok = (
         same_type

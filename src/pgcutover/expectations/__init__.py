@@ -51,10 +51,6 @@ def _judge(
         "source": source.to_json() if source is not None else None,
         "target": target.to_json() if target is not None else None,
     }
-    if target is None and source is None:
-        return CheckResult(
-            check_id, AREA, SKIP, f"{table} exists on neither side", details=evidence
-        )
     if target is None:
         return outcome(
             check_id,
@@ -130,10 +126,28 @@ def _check(pair: Pair, settings: Settings, docs_dir: Path | None) -> list[CheckR
 
     expectations = load_suites(suite_files(settings), settings)
     found = runner.run({"source": pair.source, "target": pair.target}, expectations, docs_dir)
-    return [
-        _judge(e, found["source"].get(e.check_id), found["target"].get(e.check_id))
-        for e in expectations
-    ]
+    results = []
+    absent: dict[str, list[str]] = {}
+    for expectation in expectations:
+        source = found["source"].get(expectation.check_id)
+        target = found["target"].get(expectation.check_id)
+        if source is None and target is None:
+            absent.setdefault(expectation.suite, []).append(expectation.qualified_table)
+            continue
+        results.append(_judge(expectation, source, target))
+    for suite, tables in absent.items():
+        names = sorted(set(tables))
+        results.append(
+            CheckResult(
+                f"expectations.{suite}",
+                AREA,
+                SKIP,
+                f"{len(tables)} expectations of suite {suite!r} name tables neither side has "
+                f"({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})",
+                details={"tables": names},
+            )
+        )
+    return results
 
 
 def check(pair: Pair, settings: Settings, docs_dir: Path | None = None) -> list[CheckResult]:

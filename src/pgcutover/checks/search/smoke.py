@@ -20,6 +20,7 @@ an insert takes locks, uses sequence values and leaves dead entries in the vecto
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -179,8 +180,14 @@ def _exists(conn: psycopg.Connection, name: str) -> bool:
 
 
 def _sign_up(conn: psycopg.Connection) -> dict[str, Any] | None:
-    """GoTrue's sign-up where auth.users exists: the stored bcrypt hash must verify."""
+    """GoTrue's sign-up where its auth.users exists: the stored bcrypt hash must verify."""
     if not _exists(conn, "auth.users"):
+        return None
+    columns = conn.execute(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = 'auth.users'::regclass"
+        " AND attname IN ('id', 'email', 'encrypted_password') AND NOT attisdropped"
+    ).fetchone()[0]  # type: ignore[index]
+    if columns != 3:
         return None
     user_id = uuid.uuid4()
     email = f"pgcutover-smoke-{user_id.hex[:12]}@example.invalid"
@@ -192,10 +199,7 @@ def _sign_up(conn: psycopg.Connection) -> dict[str, Any] | None:
     )
     stored = conn.execute("SELECT encrypted_password FROM auth.users WHERE id = %s", (user_id,))
     row = stored.fetchone()
-    return {
-        "user_id": str(user_id),
-        "login": bool(row) and bcrypt.checkpw(password.encode(), row[0].encode()),  # type: ignore[index]
-    }
+    return {"user_id": str(user_id), "login": bool(row) and _verifies(password, row[0])}  # type: ignore[index]
 
 
 def _as_policy_role(
@@ -207,14 +211,16 @@ def _as_policy_role(
     template: str,
 ) -> dict[str, Any] | None:
     """The owner's filtered query as the role the table's policies name, with the owner's
-    identity in Supabase's claims; None where that convention does not let the owner see even
-    the template row (then the policies follow another convention and this part is skipped)."""
+    identity in Supabase's claims. None where that convention does not fit this database (the
+    owner cannot see even the template row that way, or the claim is not of the policy's
+    type): then the policies follow another convention and this part is skipped. A refused
+    privilege is the app's own failure and is returned as the error."""
     table = f'"{column.schema}"."{column.table}"'
     roles = [row[0] for row in conn.execute(POLICY_ROLES, (table,)).fetchall()]
-    if not roles or shape.filter_column is None:
+    if not roles:
         return None
     role = "authenticated" if "authenticated" in roles else roles[0]
-    claims = f'{{"sub": "{owner}", "role": "{role}"}}'
+    claims = json.dumps({"sub": str(owner), "role": role})
     try:
         with conn.transaction(force_rollback=True):
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
@@ -230,8 +236,10 @@ def _as_policy_role(
             if not sees_template:
                 return None
             found = _texts(conn, shape, str(column.text_column), question, owner)
-    except psycopg.Error as error:
+    except psycopg.errors.InsufficientPrivilege as error:
         return {"role": role, "found": [], "error": str(error).strip().splitlines()[0]}
+    except psycopg.DataError:
+        return None
     return {"role": role, "found": found}
 
 
@@ -251,6 +259,14 @@ def _session(
     ]
     unfiltered = next((s for s in mine if s.filter_column is None), None)
     filtered = next((s for s in mine if s.filter_column is not None), None)
+    policy_columns = {
+        f.column
+        for f in inventory.filters
+        if (f.schema, f.table) == (column.schema, column.table)
+        and "row-level security policy" in f.reasons
+    }
+    guarded_by_policy = next((s for s in mine if s.filter_column in policy_columns), None)
+    filtered = guarded_by_policy or filtered
     signed_up = _sign_up(conn)
     template = _owner(conn, filtered, column)
     if template is None:
@@ -295,7 +311,8 @@ def _session(
         ranks["owner_filtered"] = _rank(
             _texts(conn, filtered, str(column.text_column), question, owner), expected
         )
-        policy = _as_policy_role(conn, column, filtered, question, owner, row)
+    if guarded_by_policy is not None:
+        policy = _as_policy_role(conn, column, guarded_by_policy, question, owner, row)
         if policy is not None:
             ranks[f"as_{policy['role']}"] = _rank(policy["found"], expected)
             errors[f"as_{policy['role']}"] = policy.get("error")
@@ -392,9 +409,18 @@ def _app(pair: Pair, settings: Settings) -> list[CheckResult]:
     ]
 
 
+def _verifies(password: str, hashed: str) -> bool:
+    """bcrypt's verdict on a password; a hash that is not bcrypt's verifies nothing."""
+    try:
+        return bcrypt.checkpw(password.encode(), hashed.encode())
+    except ValueError:
+        return False
+
+
 def _auth(pair: Pair, settings: Settings) -> list[CheckResult]:
-    """A migrated user's bcrypt hash: the same as on the source and, in a rehearsal, the known
-    fixture password verifies against it (a wrong one must not)."""
+    """A migrated user's bcrypt hash: the same as on the source and, where the source is
+    pgcutover's own rehearsal database (its known password verifies there), that password
+    verifies on the target too (a wrong one must not)."""
     check_id = "search.smoke.auth"
     if pair.inventory.table("auth.users") is None:
         return [CheckResult(check_id, AREA, SKIP, "the source has no auth.users table")]
@@ -412,9 +438,10 @@ def _auth(pair: Pair, settings: Settings) -> list[CheckResult]:
         ).fetchone()
     same = source_row is not None and source_row[0] == hashed
     details: dict[str, Any] = {"email": email, "hash_matches_source": same}
-    if settings.rehearsal:
-        verified = bcrypt.checkpw(rehearsal_passphrase(email).encode(), hashed.encode())
-        rejected = not bcrypt.checkpw(b"not-the-password", hashed.encode())
+    known = source_row is not None and _verifies(rehearsal_passphrase(email), source_row[0])
+    if known:
+        verified = _verifies(rehearsal_passphrase(email), hashed)
+        rejected = not _verifies("not-the-password", hashed)
         details.update(known_password_verifies=verified, wrong_password_rejected=rejected)
         ok = same and verified and rejected
         message = (
