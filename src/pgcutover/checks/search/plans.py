@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgcutover.checks.base import SHARED, CheckResult, Pair, finding, guarded, outcome
+from pgcutover.checks.base import DIFFERS, SHARED, CheckResult, Pair, finding, guarded, outcome
 from pgcutover.checks.search import shapes
 from pgcutover.checks.search.shapes import AREA, SearchConfig, Shape
 from pgcutover.checks.vector_indexes import create_index_advice
@@ -160,6 +160,23 @@ def _shape_plan(
             f"{shape.name}: the target can serve it from {served}; the planner's choice is "
             f"{shown['target']} on the target, {shown['source']} on the source"
         )
+        chosen = {side: any(i in line for i in ann[side] for line in natural[side]) for side in ann}
+        if chosen["source"] and not chosen["target"]:
+            return [
+                finding(
+                    check_id,
+                    AREA,
+                    f"{message}: the target's planner prefers a sequential scan where the "
+                    "source's uses its vector index (a newer planner's costs, typically on a "
+                    "small table whose vectors live out of line); the index is there and usable",
+                    kind=DIFFERS,
+                    remedy="compare search.latency; on a table this small it costs "
+                    "milliseconds, and the planner turns to the index as the table grows",
+                    expected=sorted(used["source"]),
+                    actual=sorted(used["target"]),
+                    details=details,
+                )
+            ]
     return [
         outcome(
             check_id,
