@@ -275,3 +275,17 @@ def test_a_snapshot_no_longer_held_is_an_error(own_pair, tmp_path):
         pass
     with pytest.raises(SnapshotError, match="snapshot"):
         content.compare(own_pair, content_settings(tmp_path, "stream"), source_snapshot=snapshot)
+
+
+def test_a_generated_column_computed_differently_is_a_finding(own_pair, tmp_path):
+    """The target's server recomputes stored generated columns on restore; where it computes
+    them differently the rows are still the source's: a finding, not a failed copy."""
+    for endpoint, factor in ((own_pair.source, 2), (own_pair.target, 3)):
+        execute(
+            endpoint,
+            f"ALTER TABLE notes ADD COLUMN doubled int GENERATED ALWAYS AS (id * {factor}) STORED",
+        )
+    results = by_id(content.check(own_pair, content_settings(tmp_path, "stream")))
+    assert results["content.public.notes"].status == "pass"
+    derived = results["content.generated.public.notes.doubled"]
+    assert (derived.status, derived.details["finding"]) == ("pass", "differs")

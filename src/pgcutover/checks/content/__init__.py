@@ -20,7 +20,7 @@ from __future__ import annotations
 from functools import partial
 
 from pgcutover.checks.base import CheckResult, Pair, guarded
-from pgcutover.checks.content import report, stream
+from pgcutover.checks.content import generated, report, stream
 from pgcutover.checks.content.bisect import MULTISET, SUMMARY, Bisection, Probe, ask
 from pgcutover.checks.content.diff import TableDiff
 from pgcutover.checks.content.hashing import Summary
@@ -74,7 +74,8 @@ def compare(
             Pairs(source, target, ask, bisection.settle, failed, window).run(
                 Probe(p, SUMMARY, segment) for p, segment in ranges
             )
-    return _results(pair, options, on_source, on_target, plans, diffs, multisets, errors)
+    results = _results(pair, options, on_source, on_target, plans, diffs, multisets, errors)
+    return results + generated.compare(pair, plans)
 
 
 def _ranges(

@@ -36,7 +36,7 @@ SELECT a.attrelid, a.attname, format_type(a.atttypid, NULL), t.typtype, t.oid,
        EXISTS (SELECT 1 FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
                WHERE d.classid = 'pg_type'::regclass AND d.objid = b.oid AND d.deptype = 'e'
                  AND e.extname = 'vector'),
-       quote_ident(sn.nspname) || '.' || quote_ident(sp.proname)
+       quote_ident(sn.nspname) || '.' || quote_ident(sp.proname), a.attgenerated <> ''
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
@@ -70,6 +70,7 @@ class Column:
     base_type: str
     base_oid: int
     send_function: str | None
+    generated: bool = False
 
     @property
     def wire_oid(self) -> int:
@@ -132,6 +133,7 @@ class TablePlan:
     only_on_target: tuple[str, ...]
     estimated_rows: float
     pages: int
+    generated: tuple[str, ...] = ()
 
     @property
     def qualified(self) -> str:
@@ -148,7 +150,7 @@ class TablePlan:
 def _column(row: tuple) -> Column:
     """Classify a COLUMNS row: how its values can be read identically on both servers."""
     name, type_name, typtype, type_oid, base_oid, base_typtype, base_type, base_name = row[:8]
-    vectorlike, send = row[8], row[9]
+    vectorlike, send, generated = row[8], row[9], row[10]
     portable = (
         base_oid < FIRST_USER_OID
         and base_typtype in ("b", "r", "m")
@@ -162,7 +164,7 @@ def _column(row: tuple) -> Column:
         kind = DOMAIN
     else:
         kind = BUILTIN
-    return Column(name, type_name, kind, base_type, base_oid, send)
+    return Column(name, type_name, kind, base_type, base_oid, send, generated)
 
 
 def shapes(conn: psycopg.Connection, ignored: Sequence[str]) -> dict[str, Shape]:
@@ -184,9 +186,12 @@ def shapes(conn: psycopg.Connection, ignored: Sequence[str]) -> dict[str, Shape]
 
 
 def plan(source: Shape, target: Shape) -> TablePlan:
-    """Key columns first, then the other columns both sides have, in the source's order."""
+    """Key columns first, then the other columns both sides have, in the source's order;
+    stored generated columns apart (the target's server computes them: see generated.py)."""
     names = [*source.key, *(name for name in source.columns if name not in source.key)]
-    common = [name for name in names if name in target.columns]
+    both = [name for name in names if name in target.columns]
+    computed = {n for n in both if source.columns[n].generated or target.columns[n].generated}
+    common = [name for name in both if name not in computed]
     return TablePlan(
         schema=source.schema,
         name=source.name,
@@ -196,4 +201,5 @@ def plan(source: Shape, target: Shape) -> TablePlan:
         only_on_target=tuple(n for n in target.columns if n not in source.columns),
         estimated_rows=source.estimated_rows,
         pages=source.pages,
+        generated=tuple(name for name in both if name in computed),
     )
