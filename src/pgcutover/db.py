@@ -21,7 +21,9 @@ from pgcutover.sessions import SLOTS, Session, SessionLimits, bind
 
 #: Which side of the migration a connection reads: a source connection refuses writes.
 DataRole = Literal["source", "target"]
-Role = Literal["source", "target", "admin"]
+#: `source-admin` is the one source connection that may write: only the logical strategy
+#: uses it, to create and drop its publication and replication slot, where allowed.
+Role = Literal["source", "target", "admin", "source-admin"]
 
 #: Every libpq connection keyword -> its environment variable (None: libpq reads none), from
 #: libpq itself, so the client tools get every parameter a DSN names.

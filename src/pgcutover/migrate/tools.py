@@ -27,10 +27,11 @@ from pgcutover.sessions import ReadTimeout
 SESSION_OPTIONS = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
 
 
-def client_binary(name: str) -> Path:
-    """The newest major version's client tool: pg_dump 16 refuses a PG18 server and
-    pg_restore 16 cannot read an archive from pg_dump 18."""
-    return bin_dir(NEWEST_FLAVOR) / name
+def client_binary(name: str, flavor: str = NEWEST_FLAVOR) -> Path:
+    """A client tool, by default the newest major version's: pg_dump 16 refuses a PG18
+    server and pg_restore 16 cannot read an archive from pg_dump 18. A backup restored into
+    the source's own version takes that version's tools (see flavor_for)."""
+    return bin_dir(flavor) / name
 
 
 def client_version() -> str:
