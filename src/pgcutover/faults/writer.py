@@ -1,8 +1,9 @@
 """The source keeps changing: an application-like writer inserts, updates and deletes rows
-while pg_dump runs, and keeps a tally of what it changed, per table, for the drift check.
+while pg_dump runs (chaos) or while logical replication copies and streams (the logical
+rehearsal), and keeps a tally of what it changed, per table, for the drift check.
 
-It writes only to a database on a server pgcutover created, named by the suite for it:
-never to the source a rehearsal migrates from, never to a user's server.
+It writes only to a database on a server pgcutover created (a chaos scenario's copy of the
+source, or the rehearsal's own seeded source): never to a user's server.
 """
 
 from __future__ import annotations
