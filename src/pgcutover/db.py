@@ -164,6 +164,7 @@ def connect(
     options: str = "",
     read_timeout: float | None = None,
     application_name: str | None = None,
+    connect_timeout: int | None = None,
 ) -> Session:
     """Open a connection; a `source` connection refuses writes at the server.
 
@@ -176,6 +177,7 @@ def connect(
     the limits' read_timeout_s), and at most max_connections open at once.
     Prepared statements are disabled (prepare_threshold=None): a plan prepared under one
     planner setting would otherwise be reused under another (see ENVIRONMENT.md).
+    `connect_timeout` (seconds, libpq counts at least 2) replaces the default of 10.
     """
     limits = endpoint.limits
     settings = [limits.server_options() if limits else ""]
@@ -185,6 +187,8 @@ def connect(
     if role == "source":
         settings.append("-c default_transaction_read_only=on")
     extra = {"application_name": application_name} if application_name is not None else {}
+    if connect_timeout is not None:
+        extra["connect_timeout"] = str(connect_timeout)
     release = None
     if limits is not None:
         key = (endpoint.host, endpoint.port, endpoint.dbname)
@@ -214,6 +218,7 @@ def connection(
     options: str = "",
     read_timeout: float | None = None,
     application_name: str | None = None,
+    connect_timeout: int | None = None,
 ) -> Iterator[Session]:
     """`connect` as a context manager that always closes."""
     conn = connect(
@@ -222,6 +227,7 @@ def connection(
         options=options,
         read_timeout=read_timeout,
         application_name=application_name,
+        connect_timeout=connect_timeout,
     )
     try:
         yield conn

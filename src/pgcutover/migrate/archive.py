@@ -4,13 +4,10 @@ archive the guide's backup is."""
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-
-import psycopg
 
 from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connection
@@ -25,11 +22,9 @@ def exported_snapshot(source: Endpoint) -> Iterator[str]:
     with connection(source, role="source", options=SESSION_OPTIONS) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-        try:
-            yield str(row[0])  # type: ignore[index]
-        finally:
-            with contextlib.suppress(psycopg.Error):  # a broken link ends the transaction too
-                conn.execute("ROLLBACK")
+        # Closing the connection ends the transaction: no ROLLBACK, which would wait forever
+        # for a stalled link to answer.
+        yield str(row[0])  # type: ignore[index]
 
 
 def restore_env(settings: Settings) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -150,7 +151,14 @@ def bounded(
     """A connection for one phase that cannot outlive the phase timeout: past it the socket
     is cut (a stalled network or a paused server never answers a cancel) and the phase is
     reported as stalled."""
-    conn = connection(endpoint, role=role, options=SESSION_OPTIONS, read_timeout=timeout)
+    waiting = max(2, min(10, math.ceil(timeout)))  # connecting may stall too
+    conn = connection(
+        endpoint,
+        role=role,
+        options=SESSION_OPTIONS,
+        read_timeout=timeout,
+        connect_timeout=waiting,
+    )
     fired = threading.Event()
     with conn as session:
 

@@ -175,7 +175,7 @@ def replicate(
             _stream(run, replication, options, schema, lists, cutover)
             switched = stack.enter_context(exported_snapshot(source))
         finally:
-            outcome = objects.clean_up(replication, settings.phase_timeout)
+            outcome = objects.clean_up(replication)
             evidence["objects"] = replication.objects()
             evidence["clean_up"] = outcome.to_json()
             evidence["timeline"] = run.history.timeline()
@@ -185,7 +185,11 @@ def replicate(
                 )
         yield switched
         if cutover.scratch is None:
-            evidence["rollback"] = {"proved": False, "reason": "no scratch server to restore into"}
+            evidence["rollback"] = {
+                "proved": False,
+                "attempted": False,
+                "reason": "no scratch server to restore the backup into was given",
+            }
         else:
             evidence["rollback"] = rollback.prove(
                 source, backup_snapshot, backup, settings, cutover.scratch, flavor

@@ -30,6 +30,15 @@ from pgcutover.private import write_json
 RECORD_GLOB = "replication-*.json"
 #: Seconds a slot may stay in use by its (ending) WAL sender before that sender is stopped.
 RELEASE_SECONDS = 10.0
+#: Seconds each clean-up step may take: DROP SUBSCRIPTION during the initial copy connects
+#: to the source to drop the copy workers' slots (10 s connect timeout when it cannot).
+CLEAN_UP_SECONDS = 30.0
+
+#: Where a subscription points just before it is dropped: with tables still copying, DROP
+#: SUBSCRIPTION connects to the source to drop their slots, and on a stalled network it
+#: would wait without limit; a missing socket fails at once, and pgcutover drops those
+#: slots on the source itself. (The password only satisfies password_required.)
+NOWHERE = sql.Literal("host=/nonexistent-pgcutover-socket-dir password=unused")
 
 SLOTS = """
 SELECT slot_name, active_pid FROM pg_replication_slots
@@ -155,10 +164,10 @@ def create_subscription(replication: Replication, timeout: float) -> None:
     replication.save()
 
 
-def drop_subscription(replication: Replication, timeout: float) -> bool:
-    """Stop and drop the subscription without asking the source (its slot is ours to drop
-    separately); False when there was none."""
-    with bounded(replication.target, "target", "switchover", timeout) as conn:
+def drop_subscription(replication: Replication, timeout: float, phase: str) -> bool:
+    """Stop and drop the subscription, detached from its slot (ours to drop on the source);
+    False when there was none."""
+    with bounded(replication.target, "target", phase, timeout) as conn:
         row = conn.execute(
             "SELECT oid FROM pg_subscription WHERE subname = %s", (replication.name,)
         ).fetchone()
@@ -168,6 +177,7 @@ def drop_subscription(replication: Replication, timeout: float) -> bool:
         name = sql.Identifier(replication.name)
         conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(name))
         conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(name))
+        conn.execute(sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(name, NOWHERE))
         conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(name))
     return True
 
@@ -217,14 +227,14 @@ class CleanUp:
         return {"removed": self.removed, "failed": self.failed}
 
 
-def clean_up(replication: Replication, timeout: float = 30.0) -> CleanUp:
+def clean_up(replication: Replication, timeout: float = CLEAN_UP_SECONDS) -> CleanUp:
     """Remove whatever the record names that still exists: the subscription first (it holds
     the slot), then the source's slots and publication. The record is deleted once nothing
     is left; otherwise it stays for the next attempt."""
     removed, failed = [], []
     if "subscription" in replication.created:
         try:
-            if drop_subscription(replication, timeout):
+            if drop_subscription(replication, timeout, "clean-up"):
                 removed.append(f"subscription {replication.name}")
         except (PgcutoverError, psycopg.Error) as error:
             failed.append(f"subscription {replication.name} on the target: {_reason(error)}")
@@ -245,7 +255,7 @@ def _reason(error: Exception) -> str:
     return getattr(error, "problem", None) or str(error).strip()
 
 
-def clean_up_folder(folder: Path, timeout: float = 30.0) -> list[CleanUp]:
+def clean_up_folder(folder: Path, timeout: float = CLEAN_UP_SECONDS) -> list[CleanUp]:
     """Clean up every migration recorded in `folder` (a run's work folder)."""
     return [clean_up(Replication.load(path), timeout) for path in sorted(folder.glob(RECORD_GLOB))]
 

@@ -197,8 +197,8 @@ def written(source: Endpoint, phase: str) -> int:
     rows = read(source, "source", "SELECT pg_current_wal_insert_lsn()::text", ())
     if not rows:
         raise MigrationError(
-            f"phase {phase!r}: the source did not answer, so what the target must have applied "
-            "is unknown",
+            f"phase {phase!r} stalled: the source did not answer, so what the target must have "
+            "applied is unknown",
             "check the source and the network path to it, then rerun",
             phase=phase,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -56,19 +56,25 @@ def prove(
     with the source at `snapshot` (still held by the caller)."""
     method = "restoring the pre-migration pg_dump -Fc backup into a scratch server"
     started = time.monotonic()
-    try:
-        with scratch() as server:
-            began = time.monotonic()
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(scratch())
+        except PgcutoverError as error:
+            reason = f"no scratch server to restore into: {error.problem}"
+            return {"proved": False, "attempted": False, "method": method, "reason": reason}
+        began = time.monotonic()
+        try:
             version = _restore_backup(source, server, archive, settings, flavor)
             restored = time.monotonic()
             results = content.compare(Pair(source, server), settings, source_snapshot=snapshot)
-    except (PgcutoverError, psycopg.Error) as error:
-        reason = getattr(error, "problem", None) or source.redact(str(error).strip())
-        return {"proved": False, "method": method, "reason": reason}
+        except (PgcutoverError, psycopg.Error) as error:
+            reason = getattr(error, "problem", None) or source.redact(str(error).strip())
+            return {"proved": False, "attempted": True, "method": method, "reason": reason}
     finished = time.monotonic()
     differing = [f"{result.id}: {result.message}" for result in failures(results)]
     return {
         "proved": not differing,
+        "attempted": True,
         "method": f"{method} (PostgreSQL {version})",
         "seconds": round(finished - started, 3),
         "restore_seconds": round(restored - began, 3),

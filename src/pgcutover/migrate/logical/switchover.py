@@ -68,7 +68,7 @@ def switch_over(
     timeout = settings.phase_timeout
     caught_up = wait_applied(replication.source, replication.name, until, timeout, PHASE)
     moved = move_sequences(replication.source, replication.target, settings) if move else None
-    drop_subscription(replication, timeout)
+    drop_subscription(replication, timeout, PHASE)
     return {
         "write_pause_seconds": round(time.monotonic() - stopped, 3),
         "catch_up_seconds": caught_up,
