@@ -146,6 +146,9 @@ def create_subscription(replication: Replication, timeout: float) -> None:
     )
     with bounded(replication.target, "target", "subscription", timeout) as conn:
         replication.intend("subscription")
+        # Durable at once whatever the server's default: a crash right after must not lose
+        # it (what the subscription applies is re-sent after a crash; the subscription not).
+        conn.execute("SET synchronous_commit = on")
         try:
             conn.execute(statement)
         except psycopg.Error as error:

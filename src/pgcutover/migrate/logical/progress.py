@@ -179,7 +179,14 @@ def wait_for_copy(
     tables: dict[str, TableCopy] = {}
     while time.monotonic() < deadline:
         now = clock()
-        for name, state in read(target, "target", TABLE_STATES, (subscription_oid,)) or []:
+        rows = read(target, "target", TABLE_STATES, (subscription_oid,))
+        if rows == [] and tables:
+            raise MigrationError(
+                "phase 'initial copy' failed: the subscription is gone from the target",
+                "something dropped it, or a crash lost it: rerun the migration",
+                phase="initial copy",
+            )
+        for name, state in rows or []:
             table = tables.setdefault(name, TableCopy(now))
             table.state = state
             if state == "i":
