@@ -1,5 +1,6 @@
 """`pytest suites/` run as a user runs it: a GO rehearsal, xdist sharing, a NO-GO on a broken
-named target, every kind of bad input, and clean-up after Ctrl-C."""
+named target, every kind of bad input, clean-up after Ctrl-C, and the logical cutover (GO with
+the writer, lag and rollback; Ctrl-C while replicating leaves no slot on a named source)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import REPO, execute
-from pgcutover.db import connection
+from helpers import REPO, clone_database, drop_database, execute
+from pgcutover.db import connect, connection
 
 pytestmark = pytest.mark.slow
 
@@ -519,3 +520,77 @@ def test_a_named_source_migrates_into_a_throwaway_target(pytester, seeded_source
     assert report["target"]["server_version"].startswith("18.")
     assert report["seed"] is None, "a named source is never seeded"
     assert leftovers(pytester.path) == []
+
+
+def test_logical_rehearsal_is_go_with_the_writer_lag_and_rollback(pytester):
+    result = run_suites(pytester, f"--rows={E2E_ROWS}", "--strategy=logical")
+    text = output(result)
+    assert result.ret == 0, text
+    report = signoff(pytester)
+    assert report["verdict"] == "GO"
+    evidence = report["migration"]["logical"]
+    assert evidence["writes"]["count"] > 0 and evidence["rollback"]["proved"]
+    statuses = {c["id"]: c["status"] for c in report["checks"] if c["id"].startswith("cutover.")}
+    assert statuses == {
+        "cutover.replication": "pass",
+        "cutover.switchover": "pass",
+        "cutover.downtime": "pass",
+        "cutover.rollback": "pass",
+        "cutover.source_left_clean": "pass",
+    }
+    drift = next(c for c in report["checks"] if c["id"] == "drift.source")
+    assert "zero drift" in drift["message"]
+    page = (pytester.path / "reports" / "latest" / "signoff.html").read_text()
+    assert "rollback: proved by" in page and "write pause" in page
+    assert leftovers(pytester.path) == []
+
+
+def test_ctrl_c_while_replicating_leaves_no_slot_on_a_named_source(
+    tmp_path, source_server, seeded_source
+):
+    tmp_path.chmod(0o755)
+    name = f"ctrl_c_source_{os.getpid()}"
+    source = clone_database(source_server, seeded_source.dbname, name)
+    (tmp_path / "targets.toml").write_text(
+        external_entry("dev", source, "DEV_PW") + "\n[logical]\nstream_seconds = 600\n"
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            SUITES,
+            "--source=dev",
+            "--strategy=logical",
+            "--allow-source-writes=publication,slot",
+            "-p",
+            "no:cacheprovider",
+            f"--reports-dir={tmp_path / 'reports'}",
+            "-m",
+            "not chaos",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(tmp_path), "DEV_PW": source.password or ""},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    slots = "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and process.poll() is None:
+            with connect(source, role="admin") as conn:
+                if conn.execute(slots).fetchone()[0]:
+                    break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it replicated"
+        time.sleep(2.0)  # into the copy and the streaming
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+        with connect(source, role="admin") as conn:
+            assert conn.execute(slots).fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM pg_publication").fetchone()[0] == 0
+        assert leftovers(tmp_path) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+        drop_database(source_server, name)
