@@ -522,8 +522,22 @@ def test_a_named_source_migrates_into_a_throwaway_target(pytester, seeded_source
     assert leftovers(pytester.path) == []
 
 
-def test_logical_rehearsal_is_go_with_the_writer_lag_and_rollback(pytester):
-    result = run_suites(pytester, f"--rows={E2E_ROWS}", "--strategy=logical")
+def test_logical_rehearsal_is_go_with_the_writer_lag_and_rollback(pytester, settings):
+    # The suites the cutover feeds: search, load and expectations run as in any rehearsal
+    # (the test above) and would triple this test's time. pytester moves HOME: the shared
+    # embedding cache is named so the seed does not embed every chunk again.
+    cutover_suites = (
+        "test_logical_cutover or test_content or test_source_drift_since_snapshot"
+        " or test_migration_completed or test_row_counts or test_schema_parity"
+    )
+    result = run_suites(
+        pytester,
+        f"--rows={E2E_ROWS}",
+        "--strategy=logical",
+        f"--cache-dir={settings.cache_dir}",
+        "-k",
+        cutover_suites,
+    )
     text = output(result)
     assert result.ret == 0, text
     report = signoff(pytester)
@@ -563,6 +577,7 @@ def test_ctrl_c_while_replicating_leaves_no_slot_on_a_named_source(
             "--source=dev",
             "--strategy=logical",
             "--allow-source-writes=publication,slot",
+            f"--targets-file={tmp_path / 'targets.toml'}",
             "-p",
             "no:cacheprovider",
             f"--reports-dir={tmp_path / 'reports'}",
