@@ -29,6 +29,7 @@ from pgcutover.config import OPTIONS, build_settings
 from pgcutover.dataset.embedder import Embedder
 from pgcutover.dataset.seed import seed
 from pgcutover.db import connect
+from pgcutover.inventory import discover
 from pgcutover.migrate.logical.cutover import INDEX_TIMINGS, Cutover, rehearsal_writer
 from pgcutover.migrate.runner import migrate
 from pgcutover.providers.embedded import start_embedded
@@ -82,10 +83,13 @@ def measure(folder: Path, rows: int, repeat: int) -> None:
                 with connect(target.endpoint, role="admin") as admin:
                     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(run)))
                 copy = source.endpoint.with_dbname(run)
+                with connect(copy, role="source") as conn:
+                    inventory = discover(conn, settings)
                 result = migrate(
                     copy,
                     target.endpoint.with_dbname(run),
                     settings,
+                    inventory,
                     cutover=Cutover(record_dir=folder, writes=rehearsal_writer(copy, settings)),
                 )
                 if not result.ok:

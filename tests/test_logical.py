@@ -19,9 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, by_id, clone_database, drop_database, execute, failed_ids, make_settings
-from pgcutover.checks import content, cutover, drift, row_counts, schema
-from pgcutover.checks.base import Pair
+from helpers import (
+    REPO,
+    by_id,
+    clone_database,
+    drop_database,
+    execute,
+    failed_ids,
+    inventory_of,
+    make_settings,
+    pair_of,
+)
+from pgcutover.checks import content, cutover, migration, row_counts, schema
 from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connect
 from pgcutover.errors import ConfigError
@@ -97,15 +106,15 @@ def test_with_the_writer_running_the_cutover_is_exact_and_leaves_nothing(
 
     writer = rehearsal_writer(source, settings)
     plan = Cutover(record_dir=records, writes=writer, scratch=scratch)
-    result = migrate(source, target, settings, cutover=plan)
+    result = migrate(source, target, settings, inventory_of(source, settings), cutover=plan)
     assert result.ok, result.error
     evidence = result.logical
     assert evidence["writes"]["count"] > 50 and evidence["writes"]["error"] is None
     assert evidence["switchover"]["sequences_moved"]["public.query_log_id_seq"]["to"] > 1
-    pair = Pair(source, target)
+    pair = pair_of(source, target, settings)
     parity = content.check(pair, settings) + row_counts.check(pair, settings)
     assert failed_ids(parity + schema.check(pair, settings)) == set()
-    (gap,) = drift.from_migration(result)
+    (gap,) = migration.drift(result)
     assert gap.status == "pass" and "zero drift" in gap.message, gap.message
     results = by_id(cutover.check(pair, settings, result))
     assert {r.status for r in results.values()} == {"pass"}, [r.message for r in results.values()]
@@ -132,15 +141,15 @@ def test_with_the_writer_running_the_cutover_is_exact_and_leaves_nothing(
 
 def test_a_skipped_sequence_step_is_caught_by_the_sequence_check(source, target, records, tmp_path):
     settings = logical_settings(tmp_path)
-    result = migrate(
-        source, target, settings, cutover=Cutover(record_dir=records, move_sequences=False)
-    )
+    plan = Cutover(record_dir=records, move_sequences=False)
+    result = migrate(source, target, settings, inventory_of(source, settings), cutover=plan)
     assert result.ok, result.error
-    found = by_id(schema.check(Pair(source, target), settings))
+    pair = pair_of(source, target, settings)
+    found = by_id(schema.check(pair, settings))
     sequence = found["schema.sequence.public.query_log_id_seq"]
     assert sequence.status == "fail" and "duplicate key" in sequence.message
     assert "setval" in sequence.remedy
-    switchover = by_id(cutover.check(Pair(source, target), settings, result))["cutover.switchover"]
+    switchover = by_id(cutover.check(pair, settings, result))["cutover.switchover"]
     assert switchover.status == "fail" and "NOT moved" in switchover.message
 
 
@@ -149,7 +158,9 @@ def test_what_cannot_replicate_is_named_before_anything_is_written(
 ):
     execute(source, "CREATE TABLE public.notes (body text)")
     execute(source, "CREATE UNLOGGED TABLE public.scratchpad (id int PRIMARY KEY)")
-    result = migrate(source, target, logical_settings(tmp_path), cutover=Cutover(records))
+    settings = logical_settings(tmp_path)
+    plan = Cutover(records)
+    result = migrate(source, target, settings, inventory_of(source, settings), cutover=plan)
     assert result.failed_phase == "preflight", result.error
     assert "public.notes" in result.error and "replica identity" in result.error
     assert "unlogged" in result.error and "public.scratchpad" in result.error
@@ -164,7 +175,8 @@ def test_what_cannot_replicate_is_named_before_anything_is_written(
 
 def test_a_named_source_needs_the_writes_allowed_by_name(seeded_source, target, tmp_path):
     named = replace(seeded_source, ephemeral=False)
-    result = migrate(named, target, logical_settings(tmp_path))
+    settings = logical_settings(tmp_path)
+    result = migrate(named, target, settings, inventory_of(named, settings))
     assert result.failed_phase == "preflight"
     assert "--allow-source-writes=publication,slot" in result.remedy
     (tmp_path / "targets.toml").write_text(
@@ -187,7 +199,8 @@ def test_wal_level_and_slots_are_explained_before_starting(tmp_path, target):
         execute(server.endpoint, "ALTER SYSTEM SET max_replication_slots = 1")
         server.stop()
         server.start()
-        result = migrate(server.endpoint, target, logical_settings(tmp_path))
+        settings = logical_settings(tmp_path)
+        result = migrate(server.endpoint, target, settings, inventory_of(server.endpoint, settings))
     finally:
         server.stop()
     assert result.failed_phase == "preflight"
@@ -200,14 +213,15 @@ CHILD = """
 import json, sys
 from pathlib import Path
 from pgcutover.db import Endpoint
-from helpers import make_settings
+from helpers import inventory_of, make_settings
 from pgcutover.migrate.logical.cutover import Cutover
 from pgcutover.migrate.runner import migrate
 given = json.loads(Path(sys.argv[1]).read_text())
 folder = Path(given["folder"])
 (folder / "targets.toml").write_text("[logical]\\nstream_seconds = 600\\n")
 settings = make_settings(folder, strategy="logical")
-migrate(Endpoint(**given["source"]), Endpoint(**given["target"]), settings,
+source = Endpoint(**given["source"])
+migrate(source, Endpoint(**given["target"]), settings, inventory_of(source, settings),
         cutover=Cutover(record_dir=Path(given["records"])))
 """
 
@@ -245,7 +259,8 @@ def test_a_slot_left_by_a_killed_run_is_reported_then_removed(source, target, re
         strategy="logical", performed=True, ok=False, logical={"objects": replication.objects()}
     )
     settings = logical_settings(tmp_path)
-    left = by_id(cutover.check(Pair(source, target), settings, killed))["cutover.source_left_clean"]
+    pair = pair_of(source, target, settings)
+    left = by_id(cutover.check(pair, settings, killed))["cutover.source_left_clean"]
     assert left.status == "fail" and f"slot {replication.name}" in left.message
     assert "pg_drop_replication_slot" in left.remedy
     (outcome,) = clean_up_folder(records)
@@ -253,9 +268,7 @@ def test_a_slot_left_by_a_killed_run_is_reported_then_removed(source, target, re
     assert f"slot {replication.name}" in outcome.removed
     assert f"subscription {replication.name}" in outcome.removed
     assert source_objects(source) == [] and list(records.glob(RECORD_GLOB)) == []
-    after = by_id(cutover.check(Pair(source, target), settings, killed))[
-        "cutover.source_left_clean"
-    ]
+    after = by_id(cutover.check(pair, settings, killed))["cutover.source_left_clean"]
     assert after.status == "pass"
 
 
@@ -268,7 +281,10 @@ def test_a_slot_left_by_a_failure_is_reported_then_removed(source, target, recor
             if phase == "initial copy":
                 proxy.add(Stall(), "both")
 
-        result = migrate(stalled, target, settings, on_phase=stall, cutover=Cutover(records))
+        inventory = inventory_of(source, settings)
+        result = migrate(
+            stalled, target, settings, inventory, on_phase=stall, cutover=Cutover(records)
+        )
         # the stall lands in the copy, or, when the copy was quicker, in the catch-up after it
         assert result.failed_phase in ("initial copy", "catch up") and "stalled" in result.error
         failed = result.logical["clean_up"]["failed"]

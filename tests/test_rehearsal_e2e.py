@@ -274,7 +274,7 @@ def test_target_without_pgvector_is_no_go_with_the_guides_remedy(
     assert "install pgvector" in migration["remedy"]
 
 
-def start_suites(tmp_path: Path) -> subprocess.Popen:
+def start_suites(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`pytest suites/` as a user starts it, in the background, reports under tmp_path."""
     return subprocess.Popen(
         [
@@ -289,9 +289,10 @@ def start_suites(tmp_path: Path) -> subprocess.Popen:
             f"--reports-dir={tmp_path / 'reports'}",
             "-m",
             "not chaos",
+            *args,
         ],
         cwd=tmp_path,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
+        env={**os.environ, "TMPDIR": str(tmp_path), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -523,20 +524,10 @@ def test_a_named_source_migrates_into_a_throwaway_target(pytester, seeded_source
 
 
 def test_logical_rehearsal_is_go_with_the_writer_lag_and_rollback(pytester, settings):
-    # The suites the cutover feeds: search, load and expectations run as in any rehearsal
-    # (the test above) and would triple this test's time. pytester moves HOME: the shared
-    # embedding cache is named so the seed does not embed every chunk again.
-    cutover_suites = (
-        "test_logical_cutover or test_content or test_source_drift_since_snapshot"
-        " or test_migration_completed or test_row_counts or test_schema_parity"
-    )
+    # pytester moves HOME: the shared embedding cache is named so the seed does not embed
+    # every chunk again.
     result = run_suites(
-        pytester,
-        f"--rows={E2E_ROWS}",
-        "--strategy=logical",
-        f"--cache-dir={settings.cache_dir}",
-        "-k",
-        cutover_suites,
+        pytester, f"--rows={E2E_ROWS}", "--strategy=logical", f"--cache-dir={settings.cache_dir}"
     )
     text = output(result)
     assert result.ret == 0, text
@@ -559,35 +550,23 @@ def test_logical_rehearsal_is_go_with_the_writer_lag_and_rollback(pytester, sett
     assert leftovers(pytester.path) == []
 
 
-def test_ctrl_c_while_replicating_leaves_no_slot_on_a_named_source(
-    tmp_path, source_server, seeded_source
+@pytest.mark.parametrize("ending", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_replicating_leaves_no_slot_on_a_named_source(
+    ending, tmp_path, source_server, seeded_source
 ):
     tmp_path.chmod(0o755)
-    name = f"ctrl_c_source_{os.getpid()}"
+    name = f"signalled_source_{os.getpid()}_{ending.name.lower()}"
     source = clone_database(source_server, seeded_source.dbname, name)
     (tmp_path / "targets.toml").write_text(
         external_entry("dev", source, "DEV_PW") + "\n[logical]\nstream_seconds = 600\n"
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            SUITES,
-            "--source=dev",
-            "--strategy=logical",
-            "--allow-source-writes=publication,slot",
-            f"--targets-file={tmp_path / 'targets.toml'}",
-            "-p",
-            "no:cacheprovider",
-            f"--reports-dir={tmp_path / 'reports'}",
-            "-m",
-            "not chaos",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "TMPDIR": str(tmp_path), "DEV_PW": source.password or ""},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    process = start_suites(
+        tmp_path,
+        "--source=dev",
+        "--strategy=logical",
+        "--allow-source-writes=publication,slot",
+        f"--targets-file={tmp_path / 'targets.toml'}",
+        env={"DEV_PW": source.password or ""},
     )
     slots = "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
     try:
@@ -599,7 +578,7 @@ def test_ctrl_c_while_replicating_leaves_no_slot_on_a_named_source(
             time.sleep(0.2)
         assert process.poll() is None, "the run ended before it replicated"
         time.sleep(2.0)  # into the copy and the streaming
-        process.send_signal(signal.SIGINT)
+        process.send_signal(ending)
         process.wait(timeout=120)
         with connect(source, role="admin") as conn:
             assert conn.execute(slots).fetchone()[0] == 0

@@ -37,6 +37,11 @@ def restore_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def ownerless(settings: Settings) -> list[str]:
+    """A scratch rehearsal restores without owners and grants (the server is not ours)."""
+    return ["--no-owner", "--no-privileges"] if settings.scratch else []
+
+
 def dump_args(
     source: Endpoint, snapshot: str, excluded: tuple[str, ...], flavor: str = NEWEST_FLAVOR
 ) -> list[str]:

@@ -32,7 +32,13 @@ from pgcutover.errors import MigrationError, PgcutoverError
 from pgcutover.identity import refuse_same_database
 from pgcutover.inventory import Inventory
 from pgcutover.migrate.advice import spill_advice
-from pgcutover.migrate.archive import dump_args, exported_snapshot, restore_args, restore_env
+from pgcutover.migrate.archive import (
+    dump_args,
+    exported_snapshot,
+    ownerless,
+    restore_args,
+    restore_env,
+)
 from pgcutover.migrate.logical import cutover as logical
 from pgcutover.migrate.logical import preconditions
 from pgcutover.migrate.roles import (
@@ -296,6 +302,7 @@ def migrate(
                         source,
                         target,
                         settings,
+                        inventory,
                         timer,
                         result,
                         workdir,
@@ -375,7 +382,7 @@ def _run_strategy(
     """
     dump = dump_args(source, snapshot, settings.exclude_schemas)
     cleaning = ["--clean", "--if-exists"] if clean else []
-    ownerless = ["--no-owner", "--no-privileges"] if settings.scratch else []
+    no_owners = ownerless(settings)
     session_env = restore_env(settings)
     timeout = settings.phase_timeout
     if settings.strategy == "plain":
@@ -391,7 +398,7 @@ def _run_strategy(
         for section, name in SECTIONS:
             if on_phase:
                 on_phase(name)
-            extra = [*ownerless, *(cleaning if section == "pre-data" else [])]
+            extra = [*no_owners, *(cleaning if section == "pre-data" else [])]
             with timer.phase(name):
                 run_pipeline(
                     [[*dump, *extra, f"--section={section}"], psql],
@@ -413,7 +420,7 @@ def _run_strategy(
         run_pipeline([[*dump, *fmt, f"--file={archive}"]], [source], phase="dump", timeout=timeout)
     restore = restore_args(target)
     for section, name in SECTIONS:
-        extra = [*ownerless, *(cleaning if section == "pre-data" else [f"--jobs={settings.jobs}"])]
+        extra = [*no_owners, *(cleaning if section == "pre-data" else [f"--jobs={settings.jobs}"])]
         if on_phase:
             on_phase(name)
         with timer.phase(name):

@@ -26,7 +26,14 @@ from pgcutover.db import Endpoint
 from pgcutover.errors import ConfigError, MigrationError
 from pgcutover.faults.history import History
 from pgcutover.faults.writer import ConcurrentWriter
-from pgcutover.migrate.archive import dump_custom, exported_snapshot, restore, split_post_data
+from pgcutover.inventory import Inventory
+from pgcutover.migrate.archive import (
+    dump_custom,
+    exported_snapshot,
+    ownerless,
+    restore,
+    split_post_data,
+)
 from pgcutover.migrate.logical import objects, progress, rollback
 from pgcutover.migrate.logical.switchover import switch_over
 from pgcutover.migrate.tools import bounded
@@ -135,6 +142,7 @@ def replicate(
     source: Endpoint,
     target: Endpoint,
     settings: Settings,
+    inventory: Inventory,
     timer: _Timer,
     result: MigrationResult,
     workdir: Path,
@@ -192,7 +200,7 @@ def replicate(
             }
         else:
             evidence["rollback"] = rollback.prove(
-                source, backup_snapshot, backup, settings, cutover.scratch, flavor
+                source, inventory, backup_snapshot, backup, settings, cutover.scratch, flavor
             )
         evidence["downtime"] = _downtime(result, evidence)
 
@@ -205,7 +213,8 @@ def _build_schema(
     cleaning = ["--clean", "--if-exists"] if clean else []
     with run.phase("schema"):
         dump_custom(source, snapshot, run.settings, schema, "schema", ["--schema-only"])
-        restore(target, schema, run.settings, "schema", ["--section=pre-data", *cleaning])
+        options = ["--section=pre-data", *cleaning, *ownerless(run.settings)]
+        restore(target, schema, run.settings, "schema", options)
 
 
 def _restore_list(
@@ -216,7 +225,7 @@ def _restore_list(
         return
     with run.phase(phase):
         options = [f"--use-list={listed}", f"--jobs={run.settings.jobs}"]
-        restore(target, schema, run.settings, phase, options)
+        restore(target, schema, run.settings, phase, [*options, *ownerless(run.settings)])
 
 
 def _stream(

@@ -20,6 +20,7 @@ from pgcutover.checks.base import Pair, failures
 from pgcutover.config import Settings
 from pgcutover.db import Endpoint
 from pgcutover.errors import PgcutoverError
+from pgcutover.inventory import Inventory
 from pgcutover.migrate.archive import restore
 from pgcutover.migrate.roles import create_roles, missing_roles, referenced_roles
 from pgcutover.migrate.tools import bounded
@@ -46,6 +47,7 @@ def _restore_backup(
 
 def prove(
     source: Endpoint,
+    inventory: Inventory,
     snapshot: str,
     archive: Path,
     settings: Settings,
@@ -53,7 +55,7 @@ def prove(
     flavor: str,
 ) -> dict[str, Any]:
     """Restore the backup (made by `flavor`'s pg_dump) into a scratch server and compare it
-    with the source at `snapshot` (still held by the caller)."""
+    with the source at `snapshot` (still held by the caller); `inventory` is the source's."""
     method = "restoring the pre-migration pg_dump -Fc backup into a scratch server"
     started = time.monotonic()
     with ExitStack() as stack:
@@ -66,7 +68,8 @@ def prove(
         try:
             version = _restore_backup(source, server, archive, settings, flavor)
             restored = time.monotonic()
-            results = content.compare(Pair(source, server), settings, source_snapshot=snapshot)
+            pair = Pair(source, server, inventory)
+            results = content.compare(pair, settings, source_snapshot=snapshot)
         except (PgcutoverError, psycopg.Error) as error:
             reason = getattr(error, "problem", None) or source.redact(str(error).strip())
             return {"proved": False, "attempted": True, "method": method, "reason": reason}
