@@ -220,8 +220,8 @@ given = json.loads(Path(sys.argv[1]).read_text())
 folder = Path(given["folder"])
 (folder / "targets.toml").write_text("[logical]\\nstream_seconds = 600\\n")
 settings = make_settings(folder, strategy="logical")
-source = Endpoint(**given["source"])
-migrate(source, Endpoint(**given["target"]), settings, inventory_of(source, settings),
+source = Endpoint.from_json(given["source"])
+migrate(source, Endpoint.from_json(given["target"]), settings, inventory_of(source, settings),
         cutover=Cutover(record_dir=Path(given["records"])))
 """
 

@@ -95,8 +95,8 @@ class Replication:
         data = json.loads(path.read_text())
         return cls(
             name=data["name"],
-            source=Endpoint(**data["source"]),
-            target=Endpoint(**data["target"]),
+            source=Endpoint.from_json(data["source"]),
+            target=Endpoint.from_json(data["target"]),
             path=path,
             subscription_oid=data["subscription_oid"],
             created=list(data["created"]),
@@ -121,8 +121,10 @@ def create_publication(
 
 def subscription_conninfo(source: Endpoint) -> str:
     """How the target server reaches the source (stored in the target's pg_subscription,
-    readable by superusers only, and dropped with the subscription at the switchover)."""
+    readable by superusers only, and dropped with the subscription at the switchover), with
+    the DSN's further parameters (files they name must exist on the target's server)."""
     return psycopg.conninfo.make_conninfo(
+        **dict(source.params),
         host=source.host,
         port=str(source.port),
         dbname=source.dbname,
@@ -157,7 +159,7 @@ def create_subscription(replication: Replication, timeout: float) -> None:
                 + replication.source.redact(str(error).strip()),
                 f"the target server itself must reach the source at {replication.source.host}:"
                 f"{replication.source.port} (network, pg_hba.conf, the user's REPLICATION "
-                "privilege)",
+                "privilege, certificate files the DSN names)",
                 phase="subscription",
             ) from None
         row = conn.execute(
