@@ -1,5 +1,6 @@
 """`pytest suites/` run as a user runs it: a GO rehearsal, xdist sharing, a NO-GO on a broken
-named target, every kind of bad input, and clean-up after Ctrl-C."""
+named target, every kind of bad input, clean-up after Ctrl-C, and the logical cutover (GO with
+the writer, lag and rollback; Ctrl-C while replicating leaves no slot on a named source)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import REPO, execute
-from pgcutover.db import connection
+from helpers import REPO, clone_database, drop_database, execute
+from pgcutover.db import connect, connection
 
 pytestmark = pytest.mark.slow
 
@@ -273,7 +274,7 @@ def test_target_without_pgvector_is_no_go_with_the_guides_remedy(
     assert "install pgvector" in migration["remedy"]
 
 
-def start_suites(tmp_path: Path) -> subprocess.Popen:
+def start_suites(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`pytest suites/` as a user starts it, in the background, reports under tmp_path."""
     return subprocess.Popen(
         [
@@ -288,9 +289,10 @@ def start_suites(tmp_path: Path) -> subprocess.Popen:
             f"--reports-dir={tmp_path / 'reports'}",
             "-m",
             "not chaos",
+            *args,
         ],
         cwd=tmp_path,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
+        env={**os.environ, "TMPDIR": str(tmp_path), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -519,3 +521,70 @@ def test_a_named_source_migrates_into_a_throwaway_target(pytester, seeded_source
     assert report["target"]["server_version"].startswith("18.")
     assert report["seed"] is None, "a named source is never seeded"
     assert leftovers(pytester.path) == []
+
+
+def test_logical_rehearsal_is_go_with_the_writer_lag_and_rollback(pytester, settings):
+    # pytester moves HOME: the shared embedding cache is named so the seed does not embed
+    # every chunk again.
+    result = run_suites(
+        pytester, f"--rows={E2E_ROWS}", "--strategy=logical", f"--cache-dir={settings.cache_dir}"
+    )
+    text = output(result)
+    assert result.ret == 0, text
+    report = signoff(pytester)
+    assert report["verdict"] == "GO"
+    evidence = report["migration"]["logical"]
+    assert evidence["writes"]["count"] > 0 and evidence["rollback"]["proved"]
+    statuses = {c["id"]: c["status"] for c in report["checks"] if c["id"].startswith("cutover.")}
+    assert statuses == {
+        "cutover.replication": "pass",
+        "cutover.switchover": "pass",
+        "cutover.downtime": "pass",
+        "cutover.rollback": "pass",
+        "cutover.source_left_clean": "pass",
+    }
+    drift = next(c for c in report["checks"] if c["id"] == "drift.source")
+    assert "zero drift" in drift["message"]
+    page = (pytester.path / "reports" / "latest" / "signoff.html").read_text()
+    assert "rollback: proved by" in page and "write pause" in page
+    assert leftovers(pytester.path) == []
+
+
+@pytest.mark.parametrize("ending", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_replicating_leaves_no_slot_on_a_named_source(
+    ending, tmp_path, source_server, seeded_source
+):
+    tmp_path.chmod(0o755)
+    name = f"signalled_source_{os.getpid()}_{ending.name.lower()}"
+    source = clone_database(source_server, seeded_source.dbname, name)
+    (tmp_path / "targets.toml").write_text(
+        external_entry("dev", source, "DEV_PW") + "\n[logical]\nstream_seconds = 600\n"
+    )
+    process = start_suites(
+        tmp_path,
+        "--source=dev",
+        "--strategy=logical",
+        "--allow-source-writes=publication,slot",
+        f"--targets-file={tmp_path / 'targets.toml'}",
+        env={"DEV_PW": source.password or ""},
+    )
+    slots = "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and process.poll() is None:
+            with connect(source, role="admin") as conn:
+                if conn.execute(slots).fetchone()[0]:
+                    break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it replicated"
+        time.sleep(2.0)  # into the copy and the streaming
+        process.send_signal(ending)
+        process.wait(timeout=120)
+        with connect(source, role="admin") as conn:
+            assert conn.execute(slots).fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM pg_publication").fetchone()[0] == 0
+        assert leftovers(tmp_path) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+        drop_database(source_server, name)

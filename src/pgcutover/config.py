@@ -22,7 +22,10 @@ from pgcutover.sessions import SessionLimits
 FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures"
 DEFAULT_MODEL = "Xenova/all-MiniLM-L6-v2"
 DEFAULT_DIMENSIONS = 384
-STRATEGIES = ("plain", "custom", "directory")
+STRATEGIES = ("plain", "custom", "directory", "logical")
+#: The writes a logical migration makes on the source, each allowed on a named source only
+#: when --allow-source-writes names it.
+SOURCE_WRITES = ("publication", "slot")
 PROVIDERS = ("embedded", "external")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 #: libpq keywords holding a secret: refused in targets.toml (passwords come from password_env).
@@ -153,8 +156,16 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "custom",
         "migration: plain (pg_dump | psql), custom (-Fc + "
-        "pg_restore -j), directory (-Fd + pg_restore -j)",
+        "pg_restore -j), directory (-Fd + pg_restore -j), logical (schema first, then "
+        "logical replication while the source keeps writing, and a switchover)",
         choices=STRATEGIES,
+    ),
+    Option(
+        "allow_source_writes",
+        _csv,
+        (),
+        "writes pgcutover may make on a named source, by name: publication,slot (what "
+        "--strategy=logical creates on the source and always removes at the end)",
     ),
     Option("rows", _positive_int, 5000, "vector chunks seeded into the rehearsal source"),
     Option("jobs", _positive_int, 2, "parallel jobs for pg_restore"),
@@ -248,6 +259,7 @@ class Settings:
     scratch: bool = False
     #: True when VECTOR_DB_DIMENSIONS came from an environment, not the default.
     vector_dimensions_configured: bool = False
+    allow_source_writes: tuple[str, ...] = ()
 
     @property
     def rehearsal(self) -> bool:
@@ -682,6 +694,7 @@ def build_settings(
             "create",
             "add --allow-destructive if that is intended",
         )
+    _check_source_writes(values, source)
     configured = target or source
     cache_dir = (
         Path(values["cache_dir"])
@@ -712,4 +725,25 @@ def build_settings(
         test_writes=values["test_writes"],
         scratch=scratch,
         vector_dimensions_configured=bool(configured and configured.vector_dimensions),
+        allow_source_writes=tuple(values["allow_source_writes"]),
     )
+
+
+def _check_source_writes(values: Mapping[str, Any], source: Environment | None) -> None:
+    """Only known writes can be allowed, and a logical migration from a named source needs
+    every write it makes allowed by name."""
+    allowed = tuple(values["allow_source_writes"])
+    unknown = sorted(set(allowed) - set(SOURCE_WRITES))
+    if unknown:
+        raise ConfigError(
+            f"--allow-source-writes names {', '.join(unknown)}, which pgcutover never writes",
+            f"name only {', '.join(SOURCE_WRITES)}",
+        )
+    missing = [write for write in SOURCE_WRITES if write not in allowed]
+    if values["strategy"] == "logical" and source is not None and missing:
+        raise ConfigError(
+            f"--strategy=logical creates a {' and a '.join(SOURCE_WRITES)} on the source "
+            f"{source.name!r}, which pgcutover did not create; not allowed: {', '.join(missing)}",
+            f"add --allow-source-writes={','.join(SOURCE_WRITES)} if that is intended (both are "
+            "removed at the end; the slot keeps WAL on the source while it exists)",
+        )

@@ -21,7 +21,9 @@ from pgcutover.sessions import SLOTS, Session, SessionLimits, bind
 
 #: Which side of the migration a connection reads: a source connection refuses writes.
 DataRole = Literal["source", "target"]
-Role = Literal["source", "target", "admin"]
+#: `source-admin` is the one source connection that may write: only the logical strategy
+#: uses it, to create and drop its publication and replication slot, where allowed.
+Role = Literal["source", "target", "admin", "source-admin"]
 
 #: Every libpq connection keyword -> its environment variable (None: libpq reads none), from
 #: libpq itself, so the client tools get every parameter a DSN names.
@@ -162,6 +164,7 @@ def connect(
     options: str = "",
     read_timeout: float | None = None,
     application_name: str | None = None,
+    connect_timeout: int | None = None,
 ) -> Session:
     """Open a connection; a `source` connection refuses writes at the server.
 
@@ -174,6 +177,7 @@ def connect(
     the limits' read_timeout_s), and at most max_connections open at once.
     Prepared statements are disabled (prepare_threshold=None): a plan prepared under one
     planner setting would otherwise be reused under another (see ENVIRONMENT.md).
+    `connect_timeout` (seconds, libpq counts at least 2) replaces the default of 10.
     """
     limits = endpoint.limits
     settings = [limits.server_options() if limits else ""]
@@ -183,6 +187,8 @@ def connect(
     if role == "source":
         settings.append("-c default_transaction_read_only=on")
     extra = {"application_name": application_name} if application_name is not None else {}
+    if connect_timeout is not None:
+        extra["connect_timeout"] = str(connect_timeout)
     release = None
     if limits is not None:
         key = (endpoint.host, endpoint.port, endpoint.dbname)
@@ -212,6 +218,7 @@ def connection(
     options: str = "",
     read_timeout: float | None = None,
     application_name: str | None = None,
+    connect_timeout: int | None = None,
 ) -> Iterator[Session]:
     """`connect` as a context manager that always closes."""
     conn = connect(
@@ -220,6 +227,7 @@ def connection(
         options=options,
         read_timeout=read_timeout,
         application_name=application_name,
+        connect_timeout=connect_timeout,
     )
     try:
         yield conn

@@ -8,9 +8,11 @@ run (the xdist controller, or the only process) stops the servers at the end.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,12 @@ from pgcutover.db import DataRole, Endpoint, connect, connection
 from pgcutover.errors import PgcutoverError
 from pgcutover.identity import refuse_same_database
 from pgcutover.inventory import Inventory, discover
+from pgcutover.migrate.logical.cutover import STRATEGY, Cutover, rehearsal_writer
 from pgcutover.migrate.runner import MigrationResult, migrate, not_performed
+from pgcutover.private import write_json
 from pgcutover.providers import start_server, stop_from_state
 from pgcutover.providers.base import Server
+from pgcutover.providers.embedded import flavor_for
 
 REHEARSAL_DB = "rag_app"
 SOURCE_FLAVOR = "pg16"
@@ -75,22 +80,13 @@ class RunEnvironment:
         )
 
 
-def _write_private(path: Path, data: object) -> None:
-    """Write JSON readable by this user only: it holds generated server passwords."""
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, default=str)
-    temporary.replace(path)
-
-
 def _remember(workdir: Path, state: dict[str, Any]) -> None:
     """Record something to stop at once (a started server, a scratch database), so an
     interrupted run can still stop it."""
     path = workdir / SERVERS_FILE
     servers = json.loads(path.read_text()) if path.exists() else []
     servers.append(state)
-    _write_private(path, servers)
+    write_json(path, servers)
 
 
 def _remember_server(workdir: Path, server: Server) -> None:
@@ -193,6 +189,35 @@ def mode(settings: Settings) -> str:
     return f"{target} {verb} {settings.source.name}"
 
 
+@contextmanager
+def _rollback_server(settings: Settings, workdir: Path, source: Endpoint) -> Iterator[Endpoint]:
+    """A fresh server of the source's major version (for the rollback proof), recorded like
+    the others and stopped and removed after use."""
+    with connection(source, role="source") as conn:
+        version = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
+    flavor = flavor_for(version)
+    folder = workdir / "scratch"
+    server = start_server(settings.provider, flavor, folder, f"rollback scratch ({flavor})")
+    _remember_server(workdir, server)
+    try:
+        with connect(server.endpoint, role="admin") as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(REHEARSAL_DB)))
+        yield server.endpoint.with_dbname(REHEARSAL_DB)
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _cutover(settings: Settings, source: Endpoint, workdir: Path) -> Cutover | None:
+    """What a logical migration takes from the run: the rehearsal's writer (only on a source
+    pgcutover created), the run's folder for its clean-up records, a scratch server."""
+    if settings.strategy != STRATEGY:
+        return None
+    writes = rehearsal_writer(source, settings) if source.ephemeral else None
+    rollback_server = partial(_rollback_server, settings, workdir, source)
+    return Cutover(record_dir=workdir, writes=writes, scratch=rollback_server)
+
+
 def provision(settings: Settings, workdir: Path) -> RunEnvironment:
     """Start or connect both sides, seed a rehearsal source, read its inventory, and migrate
     when asked (after making sure the target is not the source)."""
@@ -211,7 +236,8 @@ def provision(settings: Settings, workdir: Path) -> RunEnvironment:
     with connection(source, role="source") as conn:
         inventory = discover(conn, settings)
     if settings.migrate:
-        migration = migrate(source, target, settings, inventory)
+        cutover = _cutover(settings, source, workdir)
+        migration = migrate(source, target, settings, inventory, cutover=cutover)
     else:
         migration = not_performed("verifying an already-migrated target (--no-migrate)")
     facts: dict[str, Any] = {
@@ -245,9 +271,9 @@ def shared_environment(
     with FileLock(str(workdir / "environment.lock")):
         if not state.exists():
             try:
-                _write_private(state, {"ok": build(settings, workdir).to_json()})
+                write_json(state, {"ok": build(settings, workdir).to_json()})
             except Exception as error:  # stored so every worker reports it, not retries it
-                _write_private(
+                write_json(
                     state,
                     {
                         "error": getattr(error, "problem", f"{type(error).__name__}: {error}"),

@@ -33,6 +33,7 @@ from pgcutover.environment import (
 )
 from pgcutover.errors import ConfigError, PgcutoverError
 from pgcutover.identity import refuse_same_database
+from pgcutover.migrate.logical.objects import clean_up_folder
 from pgcutover.report import pytesthtml
 from pgcutover.report.model import RunReport
 from pgcutover.report.terminal import report_line, summary_lines, verdict_line
@@ -228,7 +229,7 @@ def pytest_configure(config: pytest.Config) -> None:
         now = datetime.now(UTC)
         started_at = now.isoformat(timespec="seconds")
         run_id = f"{now:%Y%m%dT%H%M%SZ}-{_run_label(settings)}-{secrets.token_hex(2)}"
-        for line in runfolder.clean_stale(stop_servers):
+        for line in runfolder.clean_stale(_stop_dead_run):
             config.issue_config_time_warning(pytest.PytestWarning(f"pgcutover: {line}"), 2)
         workdir = runfolder.create()
         runfolder.end_on_signals()
@@ -525,6 +526,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not run.owner:
         return
     try:
+        with runfolder.shielded():
+            _clean_up_replication(run)
         if run.rehearsed():
             _finish(run, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
             if run.refused is not None:
@@ -555,6 +558,41 @@ def _clean_up(run: RunSession) -> None:
         run.config.get_terminal_writer().line(
             f"pgcutover: could not stop {problem}; the next run retries", red=True
         )
+
+
+def _stop_dead_run(folder: Path) -> list[str]:
+    """What a run that died left: its replication objects first (a slot keeps WAL on the
+    source, and its servers must be up to drop it), then its servers."""
+    outcomes = clean_up_folder(folder)
+    lines = [f"removed {item}" for o in outcomes for item in o.removed]
+    lines += [f"could NOT remove {item}" for o in outcomes for item in o.failed]
+    return lines + stop_servers(folder)
+
+
+def _clean_up_replication(run: RunSession) -> None:
+    """Remove what a logical migration of this run left behind (it was interrupted, or its
+    own clean-up could not reach a server), and report it as a failed check."""
+    outcomes = [o for o in clean_up_folder(run.workdir) if o.removed or o.failed]
+    if not outcomes:
+        return
+    removed = [item for o in outcomes for item in o.removed]
+    failed = [item for o in outcomes for item in o.failed]
+    message = f"left behind by the migration and removed at the end of the run: {removed}"
+    if failed:
+        message += f"; could NOT be removed: {failed}"
+    run.record(
+        [
+            CheckResult(
+                id="cutover.left_behind",
+                area="migration",
+                status="fail",
+                message=message,
+                actual={"removed": removed, "failed": failed},
+                remedy="a slot left on the source keeps WAL until the disk fills: drop what "
+                "could not be removed by hand (pg_drop_replication_slot, DROP PUBLICATION)",
+            )
+        ]
+    )
 
 
 def _silence_temporary_junit(config: pytest.Config, workdir: Path) -> None:

@@ -184,16 +184,17 @@ def report(drift: dict[str, dict[str, Any]] | None, snapshot: str | None) -> lis
             kind: [drift[t][kind] for t in tables] for kind in ("added", "changed", "deleted")
         },
     }
+    # A logical migration holds no snapshot: its target matches the source at the switchover.
+    since = f"snapshot {snapshot}" if snapshot else "the switchover"
     if changed:
         message = (
-            f"since snapshot {snapshot} the source changed: {changed}. The target matches the "
-            "snapshot; these rows are the cutover gap: stop writes, or sync them before "
+            f"since {since} the source changed: {changed}. The target matches the source as "
+            f"of {since}; these rows are the cutover gap: stop writes, or sync them before "
             "switching over"
         )
     else:
         message = (
-            f"no rows changed on the source since snapshot {snapshot}: the target is current "
-            "(note: zero drift)"
+            f"no rows changed on the source since {since}: the target is current (note: zero drift)"
         )
     return [
         outcome(

@@ -14,6 +14,7 @@ from pgcutover.catalog import user_tables
 from pgcutover.checks import (
     connectivity,
     content,
+    cutover,
     migration,
     row_counts,
     schema,
@@ -84,6 +85,14 @@ FAMILIES: tuple[Family, ...] = (
         judges_target=False,
     ),
     Family("drift", "parity", lambda c: migration.drift(c.migration), judges_target=False),
+    # --strategy=logical only (nothing for dump/restore); it reports after a failure too:
+    # a replication slot left on the source is a finding then most of all.
+    Family(
+        "cutover",
+        "migration",
+        lambda c: cutover.check(c.pair, c.settings, c.migration),
+        judges_target=False,
+    ),
     Family("row_counts", "parity", _pair(row_counts.check)),
     Family("content", "parity", _pair(content.check)),
     Family("schema", "schema", _pair(schema.check)),

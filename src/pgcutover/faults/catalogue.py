@@ -19,6 +19,9 @@ from pgcutover.faults.network import NetworkFault
 from pgcutover.faults.proxy import Bandwidth, Latency, ResetPeer, Slicer, Stall, Toxic
 from pgcutover.faults.scenario import Attempt, Scenario, Stage
 from pgcutover.faults.server import (
+    APPLYING,
+    COPYING,
+    Busy,
     DatabaseSetting,
     KillServer,
     LockTable,
@@ -32,6 +35,8 @@ from pgcutover.migrate.runner import migrate
 
 #: Phases a fault can strike at (on_phase names; the dump is its own phase unless plain).
 DATA, DUMP, SCHEMA, INDEXES = "data", "dump", "schema", "index build"
+#: ... and the logical strategy's (migrate/logical/cutover.py).
+SUBSCRIPTION, STREAMING, SWITCHOVER = "subscription", "streaming", "switchover"
 Verify = Callable[[Fault, Attempt], list[str]]
 
 
@@ -324,10 +329,102 @@ def _operator_scenarios() -> list[Scenario]:
     ]
 
 
+def _reconnected(fault: Fault, attempt: Attempt) -> list[str]:
+    """The reset landed: the target lost its replication connection while it streamed."""
+    evidence = attempt.migration.logical or {}
+    start = next((e["start"] for e in evidence.get("timeline", []) if e["name"] == STREAMING), None)
+    samples = (evidence.get("lag") or {}).get("samples", [])
+    if start is None:
+        return ["the migration never reached the streaming phase"]
+    if all(sample["streaming"] for sample in samples if sample["t"] >= start):
+        return ["the replication connection never dropped while streaming: the reset missed"]
+    return []
+
+
+def _left_then_removed(phase: str) -> Verify:
+    """Stalled in `phase`; the slot its clean-up could not reach was reported by the checks,
+    then removed once the network healed."""
+    stalled = _stalled_in(phase)
+
+    def verify(fault: Fault, attempt: Attempt) -> list[str]:
+        problems = stalled(fault, attempt)
+        left = [r for r in attempt.results if r.id == "cutover.source_left_clean"]
+        if not left or left[0].status != "fail":
+            problems.append("the slot the failed attempt left on the source was not reported")
+        if not any(item.startswith("slot ") for item in attempt.removed_after):
+            problems.append("the slot the failed attempt left was not removed after the heal")
+        return problems
+
+    return verify
+
+
+def _slow_copy(stage: Stage, fault: Fault) -> Fault:
+    """`fault` plus a bandwidth cap on the replication path, so the initial copy lasts long
+    enough for the fault to land in it."""
+    cap = Bandwidth(int(stage.lab.config["network"]["bandwidth_bytes_per_second"]))
+    slow = NetworkFault(stage.source_proxy, cap, "downstream", f"source path: {cap!r} (slows)")
+    return Together(slow, fault)
+
+
+def _replication_scenarios() -> list[Scenario]:
+    """Faults while the target replicates: the path to the source reset or stalled, the
+    target killed while it copies and while it streams. The source keeps writing."""
+
+    def kill(stage: Stage, busy: Busy) -> KillServer:
+        down = float(stage.lab.config["server"]["down_seconds"])
+        return KillServer(stage.lab.target_server, stage.target.dbname, down, busy=busy)
+
+    logical = {"strategy": "logical", "writes_source": True}
+    return [
+        Scenario(
+            name="replication_reset",
+            kind="replication",
+            summary="the replication connection reset after N bytes, every time, while the "
+            "target streams; healed at the switchover",
+            make=_network("reset", "source"),
+            trigger=STREAMING,
+            heal_at=SWITCHOVER,
+            expect="survives",
+            verify=_reconnected,
+            **logical,  # type: ignore[arg-type]
+        ),
+        Scenario(
+            name="replication_stall",
+            kind="replication",
+            summary="the path to the source stalled while the target streams, through the "
+            "switchover",
+            make=_network("stall", "source"),
+            trigger=STREAMING,
+            expect="fails",
+            verify=_left_then_removed(SWITCHOVER),
+            **logical,  # type: ignore[arg-type]
+        ),
+        Scenario(
+            name="replication_target_restart_copy",
+            kind="replication",
+            summary="the target postmaster SIGKILLed while a table is copied, then restarted",
+            make=lambda s: _slow_copy(s, kill(s, COPYING)),
+            trigger=SUBSCRIPTION,
+            expect="survives",
+            **logical,  # type: ignore[arg-type]
+        ),
+        Scenario(
+            name="replication_target_restart_streaming",
+            kind="replication",
+            summary="the target postmaster SIGKILLed while it streams, then restarted",
+            make=lambda s: kill(s, APPLYING),
+            trigger=STREAMING,
+            expect="survives",
+            **logical,  # type: ignore[arg-type]
+        ),
+    ]
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     *_network_scenarios(),
     *_server_scenarios(),
     *_source_scenarios(),
     *_operator_scenarios(),
+    *_replication_scenarios(),
 )
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}

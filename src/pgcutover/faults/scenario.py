@@ -30,6 +30,8 @@ from pgcutover.faults.nemesis import Fault
 from pgcutover.faults.network import through
 from pgcutover.faults.proxy import FaultProxy
 from pgcutover.inventory import Inventory, discover
+from pgcutover.migrate.logical.cutover import STRATEGY, Cutover, rehearsal_writer
+from pgcutover.migrate.logical.objects import clean_up_folder
 from pgcutover.migrate.runner import MigrationResult, exported_snapshot, migrate
 from pgcutover.migrate.tools import SESSION_OPTIONS
 from pgcutover.providers.embedded import EmbeddedServer, start_embedded
@@ -53,6 +55,8 @@ class Lab:
     settings: Settings
     config: Mapping[str, Any]
     inventory: Inventory
+    #: Where logical migrations record their replication objects for clean-up.
+    records: Path
 
     @property
     def source(self) -> Endpoint:
@@ -96,7 +100,9 @@ def open_lab(base_dir: Path, settings: Settings) -> Iterator[Lab]:
             database = source.endpoint.with_dbname(SOURCE_DB)
             with connect(database, role="source") as conn:
                 inventory = discover(conn, settings)
-            yield Lab(source, target, SOURCE_DB, settings, config, inventory)
+            records = base_dir / "replication"
+            records.mkdir(exist_ok=True)
+            yield Lab(source, target, SOURCE_DB, settings, config, inventory, records)
         finally:
             target.stop()
     finally:
@@ -145,6 +151,8 @@ class Attempt:
     migration: MigrationResult
     results: list[CheckResult]
     target_changed: bool | None = None
+    #: Replication objects a logical attempt left behind, removed after the heal.
+    removed_after: list[str] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -172,6 +180,7 @@ class Attempt:
             "parity_checked": self.parity_checked,
             "blocking": [f"[{r.status}] {r.id}: {r.message[:160]}" for r in blocking[:8]],
             "target_changed_by_refusal": self.target_changed,
+            "removed_after_the_attempt": self.removed_after,
             "phases": {p.name: p.seconds for p in self.migration.phases},
         }
 
@@ -252,6 +261,7 @@ def judge(pair: Pair, settings: Settings, result: MigrationResult) -> list[Check
         *registry.run("vector_dimensions", context),
         *registry.run("vector_index", context),
         *registry.run("drift", context),
+        *registry.run("cutover", context),
     ]
 
 
@@ -336,6 +346,7 @@ def _attempt(
                         lab.inventory,
                         on_phase=on_phase,
                         snapshot=snapshot,
+                        cutover=_cutover(lab, settings, source),
                     )
                 finally:
                     for handle in phase_event:
@@ -343,15 +354,34 @@ def _attempt(
                     if fault is not None:
                         fault.heal(history)
                 results = judge(Pair(source, target, lab.inventory), settings, result)
+            removed = _clean_up(lab, history)
         finally:
             if fault is not None:
                 fault.heal(history)
             history.close(span)
-    attempt = Attempt(number, result, results)
+    attempt = Attempt(number, result, results, removed_after=removed)
     if result.failed_phase == "preflight":
         attempt.target_changed = _state(target, settings) != before
     history.mark(f"attempt {number}: {attempt.verdict}", "verdict")
     return attempt, fault
+
+
+def _cutover(lab: Lab, settings: Settings, source: Endpoint) -> Cutover | None:
+    """A logical attempt: the writer keeps writing to the source until the switchover, and
+    the replication objects are recorded in the lab (no rollback proof in chaos)."""
+    if settings.strategy != STRATEGY:
+        return None
+    return Cutover(record_dir=lab.records, writes=rehearsal_writer(source, settings))
+
+
+def _clean_up(lab: Lab, history: History) -> list[str]:
+    """Remove what a logical attempt left (its own clean-up could not reach a server)."""
+    removed = [item for outcome in clean_up_folder(lab.records) for item in outcome.removed]
+    if removed:
+        history.mark(
+            f"left by the attempt, removed after the heal: {', '.join(removed)}", "recovery"
+        )
+    return removed
 
 
 def _problems(scenario: Scenario, attempts: list[Attempt], fault: Fault | None) -> list[str]:
@@ -405,6 +435,7 @@ def run(lab: Lab, scenario: Scenario) -> Outcome:
             unharmed = drift.measure(lab.source, before, lab.settings.ignored_schemas)
         source_drift = {name: asdict(table) for name, table in unharmed.items()}
     finally:
+        clean_up_folder(lab.records)
         lab.drop_database(lab.target_server, target_db)
         if scenario.writes_source:
             lab.drop_database(lab.source_server, f"chaos_src_{scenario.name}")

@@ -23,14 +23,34 @@ from pgcutover.faults.history import History
 from pgcutover.faults.nemesis import FaultUnavailable
 from pgcutover.providers.embedded import SYSTEM_USER, EmbeddedServer
 
-#: What the restore's sessions run while they load data or build indexes.
-RESTORE_WORK = ("COPY %", "CREATE INDEX %", "ALTER TABLE % ADD CONSTRAINT %")
-BUSY_QUERY = """
-SELECT pid, left(query, 80) FROM pg_stat_activity
-WHERE datname = %s AND state = 'active' AND pid <> pg_backend_pid() AND query ILIKE ANY(%s)
-ORDER BY backend_start LIMIT 1
-"""
 POLL_S = 0.005
+
+
+@dataclass(frozen=True)
+class Busy:
+    """How to see that the migration is at work in a database: a query over
+    pg_stat_activity taking (dbname, patterns), returning (pid, what it does)."""
+
+    query: str
+    patterns: tuple[str, ...]
+
+
+#: The restore's sessions loading data or building indexes.
+RESTORING = Busy(
+    """
+    SELECT pid, left(query, 80) FROM pg_stat_activity
+    WHERE datname = %s AND state = 'active' AND pid <> pg_backend_pid() AND query ILIKE ANY(%s)
+    ORDER BY backend_start LIMIT 1
+    """,
+    ("COPY %", "CREATE INDEX %", "ALTER TABLE % ADD CONSTRAINT %"),
+)
+_WORKER = """
+SELECT pid, backend_type FROM pg_stat_activity
+WHERE datname = %s AND backend_type ILIKE ANY(%s) ORDER BY backend_start LIMIT 1
+"""
+#: A subscription's table-copy worker, and its apply worker (logical replication).
+COPYING = Busy(_WORKER, ("%tablesync worker",))
+APPLYING = Busy(_WORKER, ("%apply worker",))
 
 
 def _require_ephemeral(endpoint: Endpoint) -> None:
@@ -40,15 +60,15 @@ def _require_ephemeral(endpoint: Endpoint) -> None:
 
 @dataclass
 class _WhenBusy:
-    """A thread that waits until a restore session is at work in `dbname`, then acts once.
-
-    If the migration ends first, heal() stops it and the history says the fault missed.
+    """A thread that waits until the migration is at work in `dbname` (`busy`), then acts
+    once. If the migration ends first, heal() stops it and the history says the fault missed.
     """
 
     admin: Endpoint
     dbname: str
     label: str
     action: Callable[[int, str, History], None]
+    busy: Busy = RESTORING
     window: float = 60.0
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
@@ -62,12 +82,17 @@ class _WhenBusy:
         deadline = time.monotonic() + self.window
         with connect(self.admin, role="admin") as conn:
             while not self._stop.is_set() and time.monotonic() < deadline:
-                row = conn.execute(BUSY_QUERY, (self.dbname, list(RESTORE_WORK))).fetchone()
+                row = conn.execute(
+                    self.busy.query,  # type: ignore[arg-type]
+                    (self.dbname, list(self.busy.patterns)),
+                ).fetchone()
                 if row is not None:
                     self.action(int(row[0]), str(row[1]), history)
                     return
                 time.sleep(POLL_S)
-        history.mark(f"{self.label}: no restore session was busy, the fault missed", "server")
+        history.mark(
+            f"{self.label}: the migration was never busy there, the fault missed", "server"
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -99,15 +124,19 @@ class TerminateBackend:
 
 @dataclass
 class KillServer:
-    """SIGKILL the postmaster and all its children mid-restore; restart it after `down_for`."""
+    """SIGKILL the postmaster and all its children once the migration is busy there (`busy`:
+    mid-restore by default); restart it after `down_for`."""
 
     server: EmbeddedServer
     dbname: str
     down_for: float = 0.5
+    busy: Busy = RESTORING
     _watch: _WhenBusy | None = field(default=None, init=False)
 
     def inject(self, history: History) -> None:
-        self._watch = _WhenBusy(self.server.endpoint, self.dbname, "SIGKILL", self._kill)
+        self._watch = _WhenBusy(
+            self.server.endpoint, self.dbname, "SIGKILL", self._kill, busy=self.busy
+        )
         self._watch.start(history)
 
     def _kill(self, pid: int, query: str, history: History) -> None:

@@ -1,13 +1,15 @@
 """The source keeps changing: an application-like writer inserts, updates and deletes rows
-while pg_dump runs, and keeps a tally of what it changed, per table, for the drift check.
+while pg_dump runs (chaos) or while logical replication copies and streams (the logical
+rehearsal), and keeps a tally of what it changed, per table, for the drift check.
 
-It writes only to a database on a server pgcutover created, named by the suite for it:
-never to the source a rehearsal migrates from, never to a user's server.
+It writes only to a database on a server pgcutover created (a chaos scenario's copy of the
+source, or the rehearsal's own seeded source): never to a user's server.
 """
 
 from __future__ import annotations
 
 import random
+import secrets
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +61,9 @@ class ConcurrentWriter:
     seed: int = 7
     pause_s: float = 0.002
     tally: Tally = field(default_factory=Tally, init=False)
+    #: Marks the ids this writer inserts, so another writer on the same database (a rerun)
+    #: never collides with them.
+    _mark: str = field(default_factory=lambda: secrets.token_hex(3), init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     _event: int | None = field(default=None, init=False)
@@ -123,9 +128,9 @@ class ConcurrentWriter:
             original = rng.choice(chunks)
             conn.execute(
                 f"INSERT INTO {CHUNKS} (id, document_id, user_id, content, embedding, created_at)"
-                " SELECT id || ':writer' || %s, document_id, user_id, content, embedding, now()"
+                " SELECT id || %s, document_id, user_id, content, embedding, now()"
                 f" FROM {CHUNKS} WHERE id = %s",
-                (step, original),
+                (f":writer-{self._mark}-{step}", original),
             )
             self.tally.added[CHUNKS] = self.tally.added.get(CHUNKS, 0) + 1
         elif kind == 1:

@@ -27,11 +27,20 @@ from psycopg import sql
 from pgcutover.catalog import available_extension, user_schemas, user_tables
 from pgcutover.checks.drift import measure as measure_drift
 from pgcutover.config import Settings
-from pgcutover.db import Endpoint, connection
+from pgcutover.db import Endpoint
 from pgcutover.errors import MigrationError, PgcutoverError
 from pgcutover.identity import refuse_same_database
 from pgcutover.inventory import Inventory
 from pgcutover.migrate.advice import spill_advice
+from pgcutover.migrate.archive import (
+    dump_args,
+    exported_snapshot,
+    ownerless,
+    restore_args,
+    restore_env,
+)
+from pgcutover.migrate.logical import cutover as logical
+from pgcutover.migrate.logical import preconditions
 from pgcutover.migrate.roles import (
     create_roles,
     database_setting_statement,
@@ -39,7 +48,6 @@ from pgcutover.migrate.roles import (
     referenced_roles,
 )
 from pgcutover.migrate.tools import (
-    SESSION_OPTIONS,
     bounded,
     client_binary,
     client_version,
@@ -78,6 +86,9 @@ class MigrationResult:
     #: Per table, rows the source gained, changed or lost after the snapshot (None: not
     #: measured); see checks/drift.py.
     drift: dict[str, dict[str, Any]] | None = None
+    #: --strategy=logical: lag, initial copy, switchover, rollback proof, clean-up
+    #: (migrate/logical/cutover.py).
+    logical: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The `migration` block of signoff.json."""
@@ -212,41 +223,6 @@ def _drop_tables(conn: psycopg.Connection, tables: list[tuple[str, str]]) -> Non
             )
 
 
-@contextmanager
-def exported_snapshot(source: Endpoint) -> Iterator[str]:
-    """A read-only repeatable-read transaction on the source, its snapshot exported for
-    pg_dump --snapshot and held until the block ends (other sessions can import it)."""
-    with connection(source, role="source", options=SESSION_OPTIONS) as conn:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-        try:
-            yield str(row[0])  # type: ignore[index]
-        finally:
-            with contextlib.suppress(psycopg.Error):  # a broken link ends the transaction too
-                conn.execute("ROLLBACK")
-
-
-def _restore_env(settings: Settings) -> dict[str, str]:
-    """Session settings for the restore: enough memory for the HNSW graph, and no
-    statement_timeout (a target-wide one must not cancel an index build)."""
-    return {
-        "PGOPTIONS": f"-c maintenance_work_mem={settings.maintenance_work_mem} "
-        f"-c max_parallel_maintenance_workers={settings.max_parallel_maintenance_workers} "
-        f"{SESSION_OPTIONS}"
-    }
-
-
-def _dump_args(source: Endpoint, snapshot: str, excluded: tuple[str, ...]) -> list[str]:
-    args = [
-        str(client_binary("pg_dump")),
-        f"--dbname={source.tool_dbname()}",
-        f"--snapshot={snapshot}",
-        "--no-password",
-    ]
-    args += [f"--exclude-schema={schema}" for schema in excluded]
-    return args
-
-
 def migrate(
     source: Endpoint,
     target: Endpoint,
@@ -255,6 +231,7 @@ def migrate(
     *,
     on_phase: Callable[[str], None] | None = None,
     snapshot: str | None = None,
+    cutover: logical.Cutover | None = None,
 ) -> MigrationResult:
     """Run the whole migration; never raises for migration failures, it reports them.
 
@@ -262,7 +239,9 @@ def migrate(
     each dump/restore phase starts (fault injection hooks in there). `snapshot` is a snapshot
     the caller exported and holds open (exported_snapshot) so it can check the target against
     the source as of that snapshot afterwards; without it the migration exports and releases
-    its own.
+    its own. A logical migration copies the source as of its switchover instead (`snapshot`
+    then only dates its backup); `cutover` adds the writes it stops, the scratch server for
+    its rollback proof and its clean-up record.
     """
     result = MigrationResult(strategy=settings.strategy, performed=True)
     timer = _Timer(result)
@@ -283,6 +262,8 @@ def migrate(
                 timeout=timeout,
             )
             clash = clashing_tables(source, target, settings.ignored_schemas, timeout)
+            if settings.strategy == logical.STRATEGY:
+                preconditions.check(source, target, settings)
         if clash:
             with timer.phase("clean"), bounded(target, "target", "clean", timeout) as dst:
                 _drop_tables(dst, clash)
@@ -315,12 +296,29 @@ def migrate(
         ):
             dst.execute("CREATE EXTENSION IF NOT EXISTS vector")
         with contextlib.ExitStack() as stack:
-            if snapshot is None:
-                snapshot = stack.enter_context(exported_snapshot(source))
-            result.snapshot = snapshot
-            _run_strategy(
-                source, target, settings, snapshot, workdir, timer, on_phase, clean=bool(clash)
-            )
+            if settings.strategy == logical.STRATEGY:
+                snapshot = stack.enter_context(
+                    logical.replicate(
+                        source,
+                        target,
+                        settings,
+                        inventory,
+                        timer,
+                        result,
+                        workdir,
+                        cutover=cutover or logical.Cutover(),
+                        on_phase=on_phase,
+                        snapshot=snapshot,
+                        clean=bool(clash),
+                    )
+                )
+            else:
+                if snapshot is None:
+                    snapshot = stack.enter_context(exported_snapshot(source))
+                result.snapshot = snapshot
+                _run_strategy(
+                    source, target, settings, snapshot, workdir, timer, on_phase, clean=bool(clash)
+                )
             result.advice += spill_advice(target, settings.maintenance_work_mem)
             with timer.phase("settings"), bounded(target, "target", "settings", timeout) as dst:
                 result.notes += carry_database_settings(dst, inventory)
@@ -382,10 +380,10 @@ def _run_strategy(
     With `clean` the schema section drops what it is about to create (--clean --if-exists);
     a scratch rehearsal restores without owners and grants (the server is not ours).
     """
-    dump = _dump_args(source, snapshot, settings.exclude_schemas)
+    dump = dump_args(source, snapshot, settings.exclude_schemas)
     cleaning = ["--clean", "--if-exists"] if clean else []
-    ownerless = ["--no-owner", "--no-privileges"] if settings.scratch else []
-    restore_env = _restore_env(settings)
+    no_owners = ownerless(settings)
+    session_env = restore_env(settings)
     timeout = settings.phase_timeout
     if settings.strategy == "plain":
         psql = [
@@ -400,14 +398,14 @@ def _run_strategy(
         for section, name in SECTIONS:
             if on_phase:
                 on_phase(name)
-            extra = [*ownerless, *(cleaning if section == "pre-data" else [])]
+            extra = [*no_owners, *(cleaning if section == "pre-data" else [])]
             with timer.phase(name):
                 run_pipeline(
                     [[*dump, *extra, f"--section={section}"], psql],
                     [source, target],
                     phase=name,
                     timeout=timeout,
-                    extra_env=[{}, restore_env],
+                    extra_env=[{}, session_env],
                 )
         return
     archive = workdir / ("dump.pgc" if settings.strategy == "custom" else "dump.dir")
@@ -420,14 +418,9 @@ def _run_strategy(
         on_phase("dump")
     with timer.phase("dump"):
         run_pipeline([[*dump, *fmt, f"--file={archive}"]], [source], phase="dump", timeout=timeout)
-    restore = [
-        str(client_binary("pg_restore")),
-        "--exit-on-error",
-        "--no-password",
-        f"--dbname={target.tool_dbname()}",
-    ]
+    restore = restore_args(target)
     for section, name in SECTIONS:
-        extra = [*ownerless, *(cleaning if section == "pre-data" else [f"--jobs={settings.jobs}"])]
+        extra = [*no_owners, *(cleaning if section == "pre-data" else [f"--jobs={settings.jobs}"])]
         if on_phase:
             on_phase(name)
         with timer.phase(name):
@@ -436,5 +429,5 @@ def _run_strategy(
                 [target],
                 phase=name,
                 timeout=timeout,
-                extra_env=[restore_env],
+                extra_env=[session_env],
             )

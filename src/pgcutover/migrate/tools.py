@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -27,10 +28,11 @@ from pgcutover.sessions import ReadTimeout
 SESSION_OPTIONS = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
 
 
-def client_binary(name: str) -> Path:
-    """The newest major version's client tool: pg_dump 16 refuses a PG18 server and
-    pg_restore 16 cannot read an archive from pg_dump 18."""
-    return bin_dir(NEWEST_FLAVOR) / name
+def client_binary(name: str, flavor: str = NEWEST_FLAVOR) -> Path:
+    """A client tool, by default the newest major version's: pg_dump 16 refuses a PG18
+    server and pg_restore 16 cannot read an archive from pg_dump 18. A backup restored into
+    the source's own version takes that version's tools (see flavor_for)."""
+    return bin_dir(flavor) / name
 
 
 def client_version() -> str:
@@ -149,7 +151,14 @@ def bounded(
     """A connection for one phase that cannot outlive the phase timeout: past it the socket
     is cut (a stalled network or a paused server never answers a cancel) and the phase is
     reported as stalled."""
-    conn = connection(endpoint, role=role, options=SESSION_OPTIONS, read_timeout=timeout)
+    waiting = max(2, min(10, math.ceil(timeout)))  # connecting may stall too
+    conn = connection(
+        endpoint,
+        role=role,
+        options=SESSION_OPTIONS,
+        read_timeout=timeout,
+        connect_timeout=waiting,
+    )
     fired = threading.Event()
     with conn as session:
 

@@ -39,7 +39,17 @@ SERVER_SETTINGS = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
     "logging_collector": "off",
+    # --strategy=logical: a source publishes changes, a target's subscription retries a
+    # broken replication connection after 1 s instead of 5 s.
+    "wal_level": "logical",
+    "wal_retrieve_retry_interval": "'1s'",
 }
+
+
+def flavor_for(server_version_num: int) -> str:
+    """The flavour whose server and tools fit a server of that version: PostgreSQL 16 for
+    16 and older (pg_restore 18 sends settings PostgreSQL 16 rejects), 18 above."""
+    return "pg16" if server_version_num < 170000 else NEWEST_FLAVOR
 
 
 def bin_dir(flavor: str) -> Path:

@@ -1,7 +1,8 @@
 """Inline SVG charts for the sign-off, drawn by hand: no scripts, no fonts, no network.
 
 Renders the charts contract that checks fill in `CheckResult.details`:
-`series` (line chart), `bars` (grouped bars) and `timeline` (spans on named rows).
+`series` (line chart), `bars` (grouped bars) and `timeline` (spans on named rows); `series`
+and `bars` may also be lists of such charts.
 A malformed spec becomes a short note in the page, never a broken report.
 """
 
@@ -25,6 +26,8 @@ KIND_COLOURS = {
     "heal": "#1a7f37",
 }
 CHART_KEYS = ("series", "bars", "timeline")
+#: A line chart labels every x value up to this many; beyond, round ticks on a numeric axis.
+MAX_POINT_TICKS = 12
 
 
 class ChartError(ValueError):
@@ -167,7 +170,8 @@ def _aligned(
 
 def line_chart(spec: Mapping[str, Any]) -> str:
     """details["series"]: {"title", "x_label", "y_label", "x": [...], "lines": {name: [...]}}.
-    Numeric x values are placed to scale; any other x values are spaced evenly."""
+    Numeric x values are placed to scale (a dense axis gets round ticks); any other x values
+    are spaced evenly."""
     xs = list(spec.get("x") or [])
     series, present = _aligned(spec.get("lines"), "series.lines", len(xs))
     frame = _Frame(
@@ -188,8 +192,13 @@ def line_chart(spec: Mapping[str, Any]) -> str:
     def to_x(position: float) -> float:
         return LEFT + 10 + (frame.plot_width - 20) * (position - x_low) / span
 
-    for position, label in zip(positions, xs, strict=True):
-        frame.x_tick(to_x(position), _number(label) if numeric else str(label))
+    if numeric and len(xs) > MAX_POINT_TICKS:  # a dense series (samples over time)
+        for tick in nice_ticks(x_low, x_high):
+            if x_low <= tick <= x_high:
+                frame.x_tick(to_x(tick), _number(tick))
+    else:
+        for position, label in zip(positions, xs, strict=True):
+            frame.x_tick(to_x(position), _number(label) if numeric else str(label))
     colours = _colours(list(series), SIDE_COLOURS)
     for name, values in series.items():
         colour = colours[name]
@@ -316,8 +325,13 @@ def charts_for(details: Mapping[str, Any]) -> list[str]:
     for key in CHART_KEYS:
         if key not in details:
             continue
-        try:
-            drawn.append(drawers[key](details[key]))
-        except (ChartError, TypeError, KeyError) as error:
-            drawn.append(f"<p class='chart-error'>{key} chart not drawn: {escape(str(error))}</p>")
+        value = details[key]
+        # "series" and "bars" may hold a list of charts; a timeline is itself a list.
+        specs = value if key != "timeline" and isinstance(value, list) else [value]
+        for spec in specs:
+            try:
+                drawn.append(drawers[key](spec))
+            except (ChartError, TypeError, KeyError) as error:
+                note = escape(str(error))
+                drawn.append(f"<p class='chart-error'>{key} chart not drawn: {note}</p>")
     return drawn

@@ -9,6 +9,7 @@ from html import escape
 from typing import Any
 
 from pgcutover.checks.base import CheckResult
+from pgcutover.checks.cutover import downtime_line, rollback_line
 from pgcutover.report.charts import CHART_KEYS, charts_for, migration_timeline
 from pgcutover.report.model import RunReport
 
@@ -324,6 +325,37 @@ def _integrity(report: RunReport) -> str:
     )
 
 
+def _cutover(migration: Mapping[str, Any]) -> str:
+    """The logical strategy's headline: what the switchover cost against a dump/restore, the
+    way back, and what was left on the source (nothing)."""
+    evidence = migration.get("logical")
+    if not evidence:
+        return ""
+    downtime, proof = evidence.get("downtime") or {}, evidence.get("rollback") or {}
+    lag, clean = evidence.get("lag") or {}, evidence.get("clean_up") or {}
+    rows = [
+        (
+            "downtime",
+            downtime_line(downtime)
+            if downtime.get("write_pause_seconds") is not None
+            else "the switchover was not reached",
+        ),
+        ("way back", rollback_line(proof) if proof else "not reached"),
+        (
+            "lag",
+            f"peak {lag.get('max_bytes')} bytes and {lag.get('max_seconds')} s behind, "
+            f"{lag.get('readings')} readings ({lag.get('unanswered')} unanswered)",
+        ),
+        (
+            "source",
+            f"publication and slot removed: {', '.join(clean.get('removed', [])) or 'none'}"
+            + (f"; NOT removed: {'; '.join(clean['failed'])}" if clean.get("failed") else ""),
+        ),
+    ]
+    cells = "".join(f"<tr><th>{name}</th><td>{escape(text)}</td></tr>" for name, text in rows)
+    return f"<h2 id='cutover'>Cutover</h2><table id='cutover-summary'>{cells}</table>"
+
+
 def _pictures(report: RunReport) -> str:
     figures = []
     timeline = migration_timeline(report.migration)
@@ -452,6 +484,7 @@ def render(report: RunReport, digest: str) -> str:
 <p class="lead" id="verdict-reason">{escape(_verdict_line(report))}</p>
 {_run_line(report, digest)}
 <h2>What was compared</h2>{_facts(report)}
+{_cutover(report.migration)}
 {_blocking(report)}
 {_findings(report)}
 <h2 id="found">What pgcutover found in the source</h2>{_inventory(report.inventory)}
