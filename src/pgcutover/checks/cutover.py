@@ -210,9 +210,17 @@ def _source_left(pair: Pair, migration: MigrationResult, settings: Settings) -> 
 
 
 def check(pair: Pair, settings: Settings, migration: MigrationResult) -> list[CheckResult]:
-    """Every cutover result; none for the dump/restore strategies."""
+    """Every cutover result; one skip for the dump/restore strategies."""
     if migration.strategy != STRATEGY:
-        return []
+        return [
+            CheckResult(
+                "cutover",
+                AREA,
+                SKIP,
+                f"no replication cutover in this run (strategy {migration.strategy}): "
+                "--strategy=logical rehearses one",
+            )
+        ]
     return [
         replication(migration),
         switchover(migration),
