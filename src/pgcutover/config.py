@@ -15,8 +15,9 @@ from urllib.parse import urlparse
 
 import psycopg
 
-from pgcutover.db import LIBPQ_ENV, OWN_KEYWORDS, Endpoint
+from pgcutover.db import LIBPQ_ENV, OWN_KEYWORDS, DataRole, Endpoint
 from pgcutover.errors import ConfigError
+from pgcutover.providers.docker import running_container
 from pgcutover.sessions import SessionLimits
 
 FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures"
@@ -26,7 +27,8 @@ STRATEGIES = ("plain", "custom", "directory", "logical")
 #: The writes a logical migration makes on the source, each allowed on a named source only
 #: when --allow-source-writes names it.
 SOURCE_WRITES = ("publication", "slot")
-PROVIDERS = ("embedded", "external")
+PROVIDERS = ("embedded", "docker", "external")
+DOCKER_NETWORKS = ("host", "bridge")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 #: libpq keywords holding a secret: refused in targets.toml (passwords come from password_env).
 SECRET_KEYWORDS = frozenset(
@@ -152,6 +154,28 @@ OPTIONS: tuple[Option, ...] = (
         choices=PROVIDERS,
     ),
     Option(
+        "source_image",
+        str,
+        None,
+        "container image of the rehearsal source with --provider=docker; default from "
+        "fixtures/docker.toml (pgvector/pgvector:pg16), or [docker] in targets.toml",
+    ),
+    Option(
+        "target_image",
+        str,
+        None,
+        "container image of the rehearsal target with --provider=docker; default from "
+        "fixtures/docker.toml (pgvector/pgvector:pg18), or [docker] in targets.toml",
+    ),
+    Option(
+        "docker_network",
+        str,
+        "host",
+        "containers share the host's network, each server on its own free port of 127.0.0.1 "
+        "(host), or publish 5432 on 127.0.0.1 through Docker's bridge (bridge)",
+        choices=DOCKER_NETWORKS,
+    ),
+    Option(
         "strategy",
         str,
         "custom",
@@ -260,11 +284,20 @@ class Settings:
     #: True when VECTOR_DB_DIMENSIONS came from an environment, not the default.
     vector_dimensions_configured: bool = False
     allow_source_writes: tuple[str, ...] = ()
+    source_image: str | None = None
+    target_image: str | None = None
+    docker_network: str = "host"
 
     @property
     def rehearsal(self) -> bool:
         """True when pgcutover creates and seeds the source itself."""
         return self.source is None
+
+    def image(self, side: DataRole) -> str:
+        """The container image for one side (--provider=docker): the option, else targets.toml
+        [docker], else fixtures/docker.toml."""
+        chosen = self.source_image if side == "source" else self.target_image
+        return chosen or str(self.section("docker")[f"{side}_image"])
 
     @property
     def ignored_schemas(self) -> tuple[str, ...]:
@@ -556,6 +589,32 @@ def _with_app_settings(name: str, entry: Mapping[str, Any], endpoint: Endpoint) 
     )
 
 
+def _in_container(
+    name: str, entry: Mapping[str, Any], base: Path, environ: Mapping[str, str]
+) -> Environment:
+    """An environment in a local container the user already runs (the guide's development
+    database): the address from the Docker API; user, database and password from the app's
+    .env file when one is named, else from the entry and the container's environment
+    (POSTGRES_USER, POSTGRES_DB, POSTGRES_PASSWORD)."""
+    where = f"targets.toml [targets.{name}]"
+    found = running_container(str(entry["container"]), where)
+    if "env_file" in entry:
+        app = _from_env_file(name, entry, base)
+        return replace(app, endpoint=replace(app.endpoint, host=found.host, port=found.port))
+    user = str(entry.get("user", found.environment.get("POSTGRES_USER", "postgres")))
+    endpoint = Endpoint(
+        label=name,
+        host=found.host,
+        port=found.port,
+        dbname=str(entry.get("database", found.environment.get("POSTGRES_DB", user))),
+        user=user,
+        password=_password_from(name, entry, environ) or found.environment.get("POSTGRES_PASSWORD"),
+        sslmode=_sslmode(str(entry.get("sslmode", "prefer")), where),
+        params=tuple(sorted(_entry_params(entry, where).items())),
+    )
+    return _with_app_settings(name, entry, endpoint)
+
+
 def _limit(section: Mapping[str, Any], key: str, where: str, minimum: int) -> Any:
     """A number of at least `minimum` from a settings section (floats only for seconds)."""
     value = section.get(key)
@@ -633,7 +692,9 @@ def resolve_environment(
         raise ConfigError(
             f"{targets_file}: [targets.{name}] must be a table", "see targets.example.toml"
         )
-    if "env_file" in entry:
+    if "container" in entry:
+        environment = _in_container(name, entry, targets_file.parent, environ)
+    elif "env_file" in entry:
         environment = _from_env_file(name, entry, targets_file.parent)
     elif "dsn" in entry:
         environment = _from_dsn(name, entry, environ)
@@ -726,6 +787,9 @@ def build_settings(
         scratch=scratch,
         vector_dimensions_configured=bool(configured and configured.vector_dimensions),
         allow_source_writes=tuple(values["allow_source_writes"]),
+        source_image=values["source_image"],
+        target_image=values["target_image"],
+        docker_network=values["docker_network"],
     )
 
 

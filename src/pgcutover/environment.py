@@ -1,4 +1,4 @@
-"""The run's two databases: started (embedded) or connected (external), seeded, migrated.
+"""The run's two databases: started (embedded or docker) or connected (external), seeded, migrated.
 
 Provisioned once per run and shared by every xdist worker: the first worker does the work
 under a file lock and writes the state file; the others read it. The process that owns the
@@ -37,8 +37,6 @@ from pgcutover.providers.base import Server
 from pgcutover.providers.embedded import flavor_for
 
 REHEARSAL_DB = "rag_app"
-SOURCE_FLAVOR = "pg16"
-TARGET_FLAVOR = "pg18"
 STATE_FILE = "environment.json"
 SERVERS_FILE = "servers.json"
 
@@ -129,12 +127,7 @@ def describe(endpoint: Endpoint, role: DataRole) -> dict[str, Any]:
 def _embedded_source(settings: Settings, workdir: Path) -> tuple[Endpoint, dict[str, Any]]:
     """The rehearsal source, seeded; without Supabase's API roles for a scratch rehearsal
     (the target's server is not ours: roles are server-wide, so none may be created there)."""
-    server = start_server(
-        settings.provider,
-        SOURCE_FLAVOR,
-        workdir / "source",
-        "rehearsal source (PostgreSQL 16 + pgvector 0.6)",
-    )
+    server = start_server(settings, "source", workdir / "source", "rehearsal source")
     _remember_server(workdir, server)
     embedder = Embedder(settings.embedding_model, settings.cache_dir)
     try:
@@ -151,12 +144,7 @@ def _embedded_source(settings: Settings, workdir: Path) -> tuple[Endpoint, dict[
 
 
 def _embedded_target(settings: Settings, workdir: Path) -> Endpoint:
-    server = start_server(
-        settings.provider,
-        TARGET_FLAVOR,
-        workdir / "target",
-        "rehearsal target (PostgreSQL 18 + pgvector 0.8)",
-    )
+    server = start_server(settings, "target", workdir / "target", "rehearsal target")
     _remember_server(workdir, server)
     with connect(server.endpoint, role="admin") as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(REHEARSAL_DB)))

