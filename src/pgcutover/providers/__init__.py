@@ -12,7 +12,8 @@ from pgcutover import scratch
 from pgcutover.db import DataRole
 from pgcutover.errors import ConfigError
 from pgcutover.providers.base import ControllableServer, ServerSpec
-from pgcutover.providers.docker import remove_container, start_docker
+from pgcutover.providers.daemon import remove_container
+from pgcutover.providers.docker import start_docker
 from pgcutover.providers.embedded import SHIPS, EmbeddedServer, start_embedded
 
 if TYPE_CHECKING:

@@ -14,18 +14,22 @@ Each image keeps the official postgres image's contract (POSTGRES_PASSWORD, PGDA
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import io
 import subprocess
+import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import docker.errors
 
-from pgcutover.errors import ServerStartError
+from pgcutover.errors import PgcutoverError, ServerStartError
+from pgcutover.providers.daemon import docker_client
 from pgcutover.providers.embedded import FLAVORS, bin_dir
 
 #: flavour -> the project's tag for it (the image of `--source-image` / `--target-image`).
@@ -184,18 +188,33 @@ def build(client: docker.DockerClient, flavor: str) -> str:
     return LOCAL_IMAGES[flavor]
 
 
-def is_current(client: docker.DockerClient, flavor: str) -> bool:
-    """True when the project image of `flavor` exists and was built by this recipe."""
-    try:
-        image = client.images.get(LOCAL_IMAGES[flavor])
-    except docker.errors.ImageNotFound:
-        return False
-    return bool(image.labels.get(RECIPE_LABEL) == recipe(flavor))
-
-
 def ensure(client: docker.DockerClient, flavor: str) -> bool:
-    """Build the project image of `flavor` unless it is current; True when it was built."""
-    if is_current(client, flavor):
+    """Build the project image of `flavor` unless it exists and was built by this recipe;
+    True when it was built. An outdated image is removed once replaced (unless a container
+    still uses it), so rebuilds leave no untagged images behind."""
+    try:
+        current = client.images.get(LOCAL_IMAGES[flavor])
+    except docker.errors.ImageNotFound:
+        current = None
+    if current is not None and current.labels.get(RECIPE_LABEL) == recipe(flavor):
         return False
     build(client, flavor)
+    if current is not None:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(current.id)
     return True
+
+
+def main() -> int:
+    """scripts/build-images: build each project image that is missing or outdated, and say
+    which and how long it took."""
+    try:
+        client = docker_client()
+        for flavor, tag in LOCAL_IMAGES.items():
+            started = time.monotonic()
+            what = "built" if ensure(client, flavor) else "current"
+            print(f"{tag}: {what} ({time.monotonic() - started:.1f} s)")
+    except PgcutoverError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
