@@ -17,7 +17,7 @@ import psycopg
 
 from pgcutover.db import LIBPQ_ENV, OWN_KEYWORDS, DataRole, Endpoint
 from pgcutover.errors import ConfigError
-from pgcutover.providers.docker import running_container
+from pgcutover.providers.docker import NETWORKS, running_container
 from pgcutover.sessions import SessionLimits
 
 FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures"
@@ -28,7 +28,6 @@ STRATEGIES = ("plain", "custom", "directory", "logical")
 #: when --allow-source-writes names it.
 SOURCE_WRITES = ("publication", "slot")
 PROVIDERS = ("embedded", "docker", "external")
-DOCKER_NETWORKS = ("host", "bridge")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 #: libpq keywords holding a secret: refused in targets.toml (passwords come from password_env).
 SECRET_KEYWORDS = frozenset(
@@ -173,7 +172,7 @@ OPTIONS: tuple[Option, ...] = (
         "host",
         "containers share the host's network, each server on its own free port of 127.0.0.1 "
         "(host), or publish 5432 on 127.0.0.1 through Docker's bridge (bridge)",
-        choices=DOCKER_NETWORKS,
+        choices=NETWORKS,
     ),
     Option(
         "strategy",

@@ -63,6 +63,7 @@ from pgcutover.providers.embedded import SERVER_SETTINGS, free_port
 
 HOST_NETWORK = "host"
 BRIDGE_NETWORK = "bridge"
+#: --docker-network: the host's network (a free 127.0.0.1 port per server), or the bridge.
 NETWORKS = (HOST_NETWORK, BRIDGE_NETWORK)
 CONTAINER_PORT = 5432
 READY_LINE = "database system is ready to accept connections"
@@ -322,9 +323,9 @@ def start_docker(spec: ServerSpec) -> DockerServer:
             if "Address already in use" in log and retries:
                 retries -= 1
                 continue
+            what = next(iter(str(error).splitlines()), type(error).__name__)[:300]
             raise ServerStartError(
-                f"the container for {label} did not start: "
-                f"{str(error).splitlines()[0][:300]}\ncontainer log:\n{log}",
+                f"the container for {label} did not start: {what}\ncontainer log:\n{log}",
                 "read the log above; an image that does not follow the official postgres "
                 "image's contract (POSTGRES_PASSWORD, `postgres` as the command) or a full "
                 "disk are the usual causes",
