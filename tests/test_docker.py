@@ -61,6 +61,7 @@ def client(request: pytest.FixtureRequest) -> Iterator[docker.DockerClient]:
     starting the daemon and building took is printed."""
     with dockerd.daemon() as startup:
         client = docker_client()
+        remove_stale(client)  # what a killed earlier run may have left
         timings = ["daemon running" if startup is None else f"daemon started in {startup:.1f} s"]
         for flavor, tag in images.LOCAL_IMAGES.items():
             began = time.monotonic()

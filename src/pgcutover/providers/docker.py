@@ -34,7 +34,6 @@ import docker.errors
 from docker.models.containers import Container
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
-from testcontainers.core.exceptions import ContainerStartException
 from testcontainers.core.wait_strategies import CompositeWaitStrategy, LogMessageWaitStrategy
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
@@ -267,9 +266,10 @@ def _ensure_image(client: docker.DockerClient, image: str) -> None:
         ) from None
 
 
-def _container(spec: ServerSpec, label: str, port: int, password: str) -> DockerContainer:
+def _container(
+    spec: ServerSpec, name: str, label: str, port: int, password: str
+) -> DockerContainer:
     """The testcontainers description of one server container."""
-    name = f"pgcutover-{spec.base_dir.name}-{os.getpid()}-{secrets.token_hex(3)}"
     container = (
         DockerContainer(spec.image)
         .with_name(name)
@@ -289,11 +289,12 @@ def _container(spec: ServerSpec, label: str, port: int, password: str) -> Docker
     return container.waiting_for(ready)
 
 
-def _created(container: DockerContainer) -> Container | None:
-    """The container once the daemon created it, whatever failed after."""
+def _created(client: docker.DockerClient, name: str) -> Container | None:
+    """The container if the daemon created it, whatever failed after (looked up by name: an
+    interrupt can land after the daemon created it but before testcontainers holds it)."""
     try:
-        return container.get_wrapped_container()
-    except ContainerStartException:
+        return client.containers.get(name)
+    except docker.errors.NotFound:
         return None
 
 
@@ -310,11 +311,12 @@ def start_docker(spec: ServerSpec) -> DockerServer:
     retries = 2
     while True:
         port = free_port()
-        container = _container(spec, label, port, password)
+        name = f"pgcutover-{spec.base_dir.name}-{os.getpid()}-{secrets.token_hex(3)}"
+        container = _container(spec, name, label, port, password)
         try:
             container.start()
         except BaseException as error:
-            created = _created(container)
+            created = _created(client, name)
             log = log_tail(created) if created is not None else ""
             if created is not None:
                 remove(created)
