@@ -21,7 +21,7 @@ from psycopg import sql
 from pgcutover.db import Endpoint, connect
 from pgcutover.faults.history import History
 from pgcutover.faults.nemesis import FaultUnavailable
-from pgcutover.providers.base import KILL, PAUSE, ControllableServer
+from pgcutover.providers.base import KILL, PAUSE, RESTART, ControllableServer
 from pgcutover.providers.embedded import SYSTEM_USER, EmbeddedServer
 
 POLL_S = 0.005
@@ -142,6 +142,7 @@ class KillServer:
 
     def inject(self, history: History) -> None:
         _require(self.server, KILL)
+        _require(self.server, RESTART)
         self._watch = _WhenBusy(
             self.server.endpoint, self.dbname, "SIGKILL", self._kill, busy=self.busy
         )
