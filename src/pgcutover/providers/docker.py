@@ -179,7 +179,7 @@ def _server_port(command: list[str], environment: dict[str, str], where: str) ->
     except ValueError:
         raise ConfigError(
             f"{where}: cannot tell the container's PostgreSQL port from {found!r}",
-            "give `port` in targets.toml, or a DSN instead of `container`",
+            "name the environment by host and port (or a dsn) instead of `container`",
         ) from None
 
 
