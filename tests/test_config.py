@@ -147,7 +147,8 @@ def option(name):
     ("name", "text", "problem"),
     [
         ("strategy", "nonsense", "'nonsense' is not one of plain, custom, directory"),
-        ("provider", "docker", "'docker' is not one of embedded, external"),
+        ("provider", "podman", "'podman' is not one of embedded, docker, external"),
+        ("docker_network", "overlay", "'overlay' is not one of host, bridge"),
         ("content_mode", "fast", "'fast' is not one of stream, bisect"),
         ("phase_timeout", "-1", "not a positive number of seconds"),
         ("phase_timeout", "0", "not a positive number of seconds"),
