@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import docker
 import docker.errors
@@ -244,26 +244,37 @@ def _command(port: int, network: str) -> list[str]:
     return command
 
 
-def _ensure_image(client: docker.DockerClient, image: str) -> None:
-    """The project's own images are built here when missing; others are pulled."""
-    flavor = images.flavor_of(image)
-    if flavor is not None:
-        images.ensure(client, flavor)
-        return
+#: The official images the project's own stand in for where no registry can be reached.
+STANDS_IN_FOR = "pgvector/pgvector:"
+
+
+def _ensure_image(client: docker.DockerClient, image: str, flavor: str) -> str:
+    """The image to run: the project's own images are built here when missing; others are
+    pulled. Where the default pgvector/pgvector image cannot be pulled (no registry), the
+    project's image of the same PostgreSQL and pgvector line is built and run instead, and
+    the server's label says so; any other image the user named must be pullable."""
+    own = images.flavor_of(image)
+    if own is not None:
+        images.ensure(client, own)
+        return image
     try:
         client.images.get(image)
-        return
+        return image
     except docker.errors.ImageNotFound:
         pass
     try:
         client.images.pull(image)
     except docker.errors.APIError as error:
+        if image.startswith(STANDS_IN_FOR):
+            images.ensure(client, flavor)
+            return images.LOCAL_IMAGES[flavor]
         raise ServerStartError(
             f"cannot pull the image {image}: {error.explanation or error}",
             "without a registry, use the project's own images (built on first use from the "
             f"installed packages): --source-image={images.LOCAL_IMAGES['pg16']} "
             f"--target-image={images.LOCAL_IMAGES['pg18']}",
         ) from None
+    return image
 
 
 def _container(
@@ -305,8 +316,11 @@ def start_docker(spec: ServerSpec) -> DockerServer:
     testcontainers_config.ryuk_disabled = True  # removal is pgcutover's (see the docstring)
     client = docker_client()
     remove_stale(client)
-    _ensure_image(client, spec.image)
-    label = f"{spec.label} (container {spec.image})"
+    image = _ensure_image(client, spec.image, spec.flavor)
+    label = f"{spec.label} (container {image})"
+    if image != spec.image:
+        label += f"; {spec.image} could not be pulled here"
+        spec = replace(spec, image=image)
     password = secrets.token_urlsafe(24)
     retries = 2
     while True:
