@@ -96,7 +96,9 @@ def run_folders(folder: Path) -> list[Path]:
 
 
 def test_the_rehearsal_in_containers_is_go_with_every_check_family(pytester):
-    result = run_suites(pytester, f"--rows={ROWS}", *DOCKER)
+    """The design card's command as it is: the default images, or where no registry can be
+    reached (CI, our machines) the project's own ones standing in for them."""
+    result = run_suites(pytester, f"--rows={ROWS}", "--provider=docker")
     text = output(result)
     assert result.ret == 0, text
     report = signoff(pytester)
@@ -104,7 +106,8 @@ def test_the_rehearsal_in_containers_is_go_with_every_check_family(pytester):
     assert report["completeness"]["required"] == list(registry.NAMES), "what embedded owes too"
     assert report["completeness"]["missing"] == []
     assert report["migration"]["performed"] and report["migration"]["ok"]
-    assert f"container {SOURCE_IMAGE}" in report["source"]["label"]
+    label = report["source"]["label"]
+    assert f"container {SOURCE_IMAGE}" in label or "container pgvector/pgvector:pg16" in label
     assert report["source"]["server_version"].startswith("16.")
     assert report["source"]["extensions"]["vector"].startswith("0.6")
     assert report["target"]["server_version"].startswith("18.")
