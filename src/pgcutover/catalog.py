@@ -45,14 +45,20 @@ class VectorColumn:
         return f"{self.schema}.{self.table}.{self.column}"
 
 
-def user_schemas(conn: psycopg.Connection, ignored: Sequence[str]) -> list[str]:
-    """Schemas the migration carries: everything but system schemas, temp/toast and `ignored`."""
+def user_schema_oids(conn: psycopg.Connection, ignored: Sequence[str]) -> dict[str, int]:
+    """Schemas the migration carries, name -> OID, by name: everything but system schemas,
+    temp/toast and `ignored`."""
     rows = conn.execute(
-        "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s)"
+        "SELECT nspname, oid FROM pg_namespace WHERE nspname <> ALL(%s)"
         " AND nspname !~ '^pg_(temp|toast_temp)_' ORDER BY 1",
         (list(ignored),),
     ).fetchall()
-    return [row[0] for row in rows]
+    return {name: int(oid) for name, oid in rows}
+
+
+def user_schemas(conn: psycopg.Connection, ignored: Sequence[str]) -> list[str]:
+    """The names of the schemas the migration carries (see user_schema_oids)."""
+    return list(user_schema_oids(conn, ignored))
 
 
 def user_tables(conn: psycopg.Connection, ignored: Sequence[str]) -> list[tuple[str, str]]:

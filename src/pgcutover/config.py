@@ -230,6 +230,20 @@ OPTIONS: tuple[Option, ...] = (
         "run the smoke test's writes (rolled back) and the load test's write shapes on a target "
         "pgcutover did not create: even rolled back, they take locks, use sequence values and "
         "leave dead index entries",
+        "self_hosted",
+        switch,
+        False,
+        "the throwaway target is self-hosted: restore as its superuser (default: as a managed "
+        "provider's non-superuser owner, so what Supabase Cloud, RDS, Cloud SQL or Azure refuse "
+        "fails in the rehearsal too); a named target always restores as its configured user",
+    ),
+    Option(
+        "plan",
+        switch,
+        False,
+        "print and write what the migration would do with each schema, extension, role, "
+        "publication and platform part, and what it cannot do on the chosen target; then stop "
+        "(no writes to the source or a named target)",
     ),
     Option(
         "content_mode",
@@ -286,6 +300,8 @@ class Settings:
     source_image: str | None = None
     target_image: str | None = None
     docker_network: str = "host"
+    self_hosted: bool = False
+    plan: bool = False
 
     @property
     def rehearsal(self) -> bool:
@@ -755,6 +771,12 @@ def build_settings(
             "add --allow-destructive if that is intended",
         )
     _check_source_writes(values, source)
+    if values["self_hosted"] and target is not None:
+        raise ConfigError(
+            f"--self-hosted chooses how pgcutover's throwaway target restores, but --target="
+            f"{target.name} names one: it restores as the user targets.toml gives it",
+            "drop --self-hosted, or drop --target to rehearse on a self-hosted throwaway target",
+        )
     configured = target or source
     cache_dir = (
         Path(values["cache_dir"])
@@ -789,6 +811,8 @@ def build_settings(
         source_image=values["source_image"],
         target_image=values["target_image"],
         docker_network=values["docker_network"],
+        self_hosted=values["self_hosted"],
+        plan=values["plan"],
     )
 
 

@@ -29,10 +29,11 @@ from pgcutover.db import DataRole, Endpoint, connect, connection
 from pgcutover.errors import PgcutoverError
 from pgcutover.identity import refuse_same_database
 from pgcutover.inventory import Inventory, discover
+from pgcutover.managed import PROVIDER, create_owner_database
 from pgcutover.migrate.logical.cutover import STRATEGY, Cutover, rehearsal_writer
 from pgcutover.migrate.runner import MigrationResult, migrate, not_performed
 from pgcutover.private import write_json
-from pgcutover.providers import start_server, stop_from_state
+from pgcutover.providers import NAMED_SUPERUSER, start_server, stop_from_state
 from pgcutover.providers.base import Server
 from pgcutover.providers.embedded import flavor_for
 
@@ -143,12 +144,39 @@ def _embedded_source(settings: Settings, workdir: Path) -> tuple[Endpoint, dict[
     return server.endpoint.with_dbname(REHEARSAL_DB), asdict(summary)
 
 
-def _embedded_target(settings: Settings, workdir: Path) -> Endpoint:
-    server = start_server(settings, "target", workdir / "target", "rehearsal target")
+@dataclass(frozen=True)
+class Sides:
+    """The run's databases: the source, the target as the checks read it, the role the
+    migration restores as, and who stands for a managed provider (throwaway targets only)."""
+
+    source: Endpoint
+    target: Endpoint
+    restore_as: Endpoint
+    provider: Endpoint | None
+    seed: dict[str, Any] | None
+
+
+def _embedded_target(settings: Settings, workdir: Path) -> tuple[Endpoint, Endpoint | None]:
+    """(the role the migration restores as, the provider's superuser endpoint or None).
+
+    Managed-like by default (managed.py): the checks read through the provider's superuser,
+    which sees every row whatever row-level security says; --self-hosted (and a provider that
+    cannot name its superuser) restores as the superuser itself."""
+    managed = not settings.self_hosted and settings.provider in NAMED_SUPERUSER
+    server = start_server(
+        settings,
+        "target",
+        workdir / "target",
+        "rehearsal target, " + ("managed-like" if managed else "self-hosted"),
+        PROVIDER if managed else "postgres",
+    )
     _remember_server(workdir, server)
-    with connect(server.endpoint, role="admin") as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(REHEARSAL_DB)))
-    return server.endpoint.with_dbname(REHEARSAL_DB)
+    admin = server.endpoint.with_dbname(REHEARSAL_DB)
+    if managed:
+        return create_owner_database(server.endpoint, REHEARSAL_DB), admin
+    with connect(server.endpoint, role="admin") as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(REHEARSAL_DB)))
+    return admin, None
 
 
 def _scratch_target(settings: Settings, workdir: Path) -> Endpoint:
@@ -168,9 +196,12 @@ def mode(settings: Settings) -> str:
             "database migrated into a scratch database pgcutover created there and drops "
             "afterwards (no source is configured for this target)"
         )
+    kind = "self-hosted" if settings.self_hosted else "managed-like"
     if settings.source is None:
-        return "rehearsal: a seeded PostgreSQL 16 source migrated into a PostgreSQL 18 target"
-    target = settings.target.name if settings.target else "a throwaway PostgreSQL 18"
+        return (
+            f"rehearsal: a seeded PostgreSQL 16 source migrated into a {kind} PostgreSQL 18 target"
+        )
+    target = settings.target.name if settings.target else f"a throwaway {kind} PostgreSQL 18"
     verb = "migrated into" if settings.migrate else "verified against its source"
     if settings.migrate:
         return f"{settings.source.name} {verb} {target}"
@@ -206,26 +237,42 @@ def _cutover(settings: Settings, source: Endpoint, workdir: Path) -> Cutover | N
     return Cutover(record_dir=workdir, writes=writes, scratch=rollback_server)
 
 
-def provision(settings: Settings, workdir: Path) -> RunEnvironment:
-    """Start or connect both sides, seed a rehearsal source, read its inventory, and migrate
-    when asked (after making sure the target is not the source)."""
+def open_sides(settings: Settings, workdir: Path) -> Sides:
+    """Start or connect both sides and seed a rehearsal source; nothing is migrated. A plan
+    reads a named target as it is (no scratch database is created for it)."""
     seeded = None
     if settings.source is None:
         source, seeded = _embedded_source(settings, workdir)
     else:
         source = settings.source.endpoint
-    if settings.scratch:
+    if settings.scratch and not settings.plan:
         target = _scratch_target(settings, workdir)
-    elif settings.target is not None:
+        return Sides(source, target, target, None, seeded)
+    if settings.target is not None:
         target = settings.target.endpoint
-    else:
-        target = _embedded_target(settings, workdir)
+        return Sides(source, target, target, None, seeded)
+    restore_as, provider = _embedded_target(settings, workdir)
+    return Sides(source, provider or restore_as, restore_as, provider, seeded)
+
+
+def provision(settings: Settings, workdir: Path) -> RunEnvironment:
+    """Open both sides, read the source's inventory, and migrate when asked (after making
+    sure the target is not the source)."""
+    sides = open_sides(settings, workdir)
+    source, target = sides.source, sides.target
     relation = refuse_same_database(source, target)
     with connection(source, role="source") as conn:
         inventory = discover(conn, settings)
     if settings.migrate:
         cutover = _cutover(settings, source, workdir)
-        migration = migrate(source, target, settings, inventory, cutover=cutover)
+        migration = migrate(
+            source,
+            sides.restore_as,
+            settings,
+            inventory,
+            cutover=cutover,
+            provider=sides.provider,
+        )
     else:
         migration = not_performed("verifying an already-migrated target (--no-migrate)")
     facts: dict[str, Any] = {
@@ -241,7 +288,7 @@ def provision(settings: Settings, workdir: Path) -> RunEnvironment:
         inventory=inventory,
         migration=migration,
         facts=facts,
-        seed=seeded,
+        seed=sides.seed,
         blocked=blocked_by(migration, target, inventory),
     )
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from _pytest.junitxml import xml_key
 
-from pgcutover import runfolder, scratch
+from pgcutover import plan, runfolder, scratch
 from pgcutover.checks import registry
 from pgcutover.checks.base import UNKNOWN as STATUS_UNKNOWN
 from pgcutover.checks.base import CheckResult, Pair, describe, failures
@@ -24,6 +24,7 @@ from pgcutover.db import DataRole, Endpoint, connection
 from pgcutover.environment import (
     RunEnvironment,
     load_environment,
+    open_sides,
     provisioning_error,
     shared_environment,
     stop_servers,
@@ -308,11 +309,37 @@ def _refuse(run: RunSession, check_id: str, error: PgcutoverError) -> None:
     run.refused = error
 
 
+def _plan(run: RunSession) -> None:
+    """--plan: open both sides (starting and seeding throwaway ones), write and print what the
+    migration would do, stop what was started, and end the run: 0 when nothing would hold
+    the GO, 1 otherwise. Nothing is migrated or checked; reports/latest keeps the last
+    sign-off."""
+    try:
+        sides = open_sides(run.settings, run.workdir)
+        made = plan.build(
+            sides.source, sides.restore_as, run.settings, provider=sides.provider is not None
+        )
+        paths = plan.write(made, run.run_dir)
+    except PgcutoverError as error:
+        outcome: tuple[str, int] = (f"--plan failed: {error}", 3)
+    else:
+        terminal = run.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.write(made.to_text())
+        held = len(made.blocking) + len(made.cannot)
+        outcome = (f"plan written: {paths['text']} and {paths['json']}", 1 if held else 0)
+    finally:
+        with runfolder.shielded():
+            stop_servers(run.workdir)
+            shutil.rmtree(run.workdir, ignore_errors=True)
+    pytest.exit(outcome[0], returncode=outcome[1])
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Probe named environments before any test runs: an unreachable host, a wrong password,
     or a target that is the source under another name ends the run (see `_refuse`) before
-    anything is written."""
+    anything is written. With --plan, the plan is the run."""
     run = _session(session.config)
     if not run.owner:
         return
@@ -341,6 +368,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             scratch.require_createdb(target.endpoint)
         except PgcutoverError as error:
             _refuse(run, "connectivity.target.createdb", error)
+    if run.settings.plan:
+        _plan(run)
 
 
 @pytest.hookimpl(tryfirst=True)

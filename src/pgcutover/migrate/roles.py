@@ -3,7 +3,9 @@ the schema references, as a careful operator would: same attributes, connection 
 per-role settings (Supabase sets statement_timeout on anon/authenticated) and memberships
 among them (PostgREST logs in as `authenticator`, a member of anon/authenticated/
 service_role), never SUPERUSER, never a copied password (login roles get theirs from the
-owner). Roles the target already has are left untouched; the schema checks report any
+owner). BYPASSRLS and REPLICATION are given only where the restoring role may give them (a
+managed server's owner may not): the platform check reports each one left out with its
+consequence. Roles the target already has are left untouched; the schema checks report any
 difference in their attributes."""
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+
+from pgcutover.migrate.capabilities import PRIVILEGED_ATTRIBUTES, Capabilities, capabilities
 
 #: Every role the dump's objects name: owners, grantees (tables, columns, sequences,
 #: functions, types, schemas, large objects, default privileges), policy roles, event
@@ -51,7 +55,7 @@ WITH ns AS (
     UNION SELECT m.member FROM pg_auth_members m JOIN referenced ON referenced.oid = m.roleid
 )
 SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolbypassrls, r.rolcreatedb, r.rolcreaterole,
-       r.rolsuper, r.rolconnlimit
+       r.rolsuper, r.rolreplication, r.rolconnlimit
 FROM pg_roles r JOIN carried ON carried.oid = r.oid
 ORDER BY r.rolname
 """
@@ -64,9 +68,11 @@ WHERE r.rolname = ANY(%(names)s)
   AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
 """
 
-#: Memberships among the given roles; INHERIT / SET options exist from PostgreSQL 16.
+#: Memberships among the given roles; INHERIT / SET options exist from PostgreSQL 16, and so
+#: do the grants PostgreSQL makes itself when a CREATEROLE role creates a role: ADMIN from the
+#: bootstrap superuser (oid 10) and createrole_self_grant's grants from the creator.
 MEMBERSHIPS = """
-SELECT g.rolname, m.rolname, bool_or(am.admin_option), {inherit}, {set}
+SELECT g.rolname, m.rolname, bool_or(am.admin_option), {inherit}, {set}, {implicit}
 FROM pg_auth_members am
 JOIN pg_roles g ON g.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
 WHERE g.rolname = ANY(%(names)s) AND m.rolname = ANY(%(names)s)
@@ -96,6 +102,8 @@ class Membership:
     admin: bool
     inherit: bool | None
     set: bool | None
+    #: Granted by PostgreSQL itself because `member` created `role` (CREATEROLE).
+    implicit: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,7 @@ class RoleSpec:
     createdb: bool
     createrole: bool
     superuser: bool
+    replication: bool
     connection_limit: int = -1
     #: `name=value` settings for every database, and for the migrated database only.
     config: tuple[str, ...] = ()
@@ -116,12 +125,25 @@ class RoleSpec:
     #: Memberships with the other carried roles, in either direction.
     memberships: tuple[Membership, ...] = ()
 
-    def create_statement(self) -> sql.Composed:
-        """CREATE ROLE with the same attributes, never SUPERUSER, no password."""
+    def withheld(self, may: Capabilities) -> list[str]:
+        """The source's SUPERUSER / BYPASSRLS / REPLICATION the restoring role cannot give."""
+        return [
+            name
+            for name in PRIVILEGED_ATTRIBUTES
+            if getattr(self, name) and not may.grantable(name)
+        ]
+
+    def create_statement(self, may: Capabilities) -> sql.Composed:
+        """CREATE ROLE with the same attributes, less those `may` cannot give (never
+        SUPERUSER), no password."""
+        withheld = self.withheld(may)
         flags = [
             "LOGIN" if self.login else "NOLOGIN",
             "INHERIT" if self.inherit else "NOINHERIT",
-            "BYPASSRLS" if self.bypassrls else "NOBYPASSRLS",
+            "BYPASSRLS" if self.bypassrls and "bypassrls" not in withheld else "NOBYPASSRLS",
+            "REPLICATION"
+            if self.replication and "replication" not in withheld
+            else "NOREPLICATION",
             "CREATEDB" if self.createdb else "NOCREATEDB",
             "CREATEROLE" if self.createrole else "NOCREATEROLE",
         ]
@@ -133,9 +155,12 @@ class RoleSpec:
 def _membership_query(conn: psycopg.Connection) -> str:
     if conn.info.server_version >= 160000:
         return MEMBERSHIPS.format(
-            inherit="bool_or(am.inherit_option)", set="bool_or(am.set_option)"
+            inherit="bool_or(am.inherit_option)",
+            set="bool_or(am.set_option)",
+            implicit="bool_and(am.grantor = am.member OR (am.grantor = 10 AND am.admin_option"
+            " AND NOT m.rolsuper AND m.rolcreaterole))",
         )
-    return MEMBERSHIPS.format(inherit="NULL::boolean", set="NULL::boolean")
+    return MEMBERSHIPS.format(inherit="NULL::boolean", set="NULL::boolean", implicit="false")
 
 
 def role_memberships(conn: psycopg.Connection, names: Sequence[str]) -> list[Membership]:
@@ -250,14 +275,25 @@ def _copy_settings(conn: psycopg.Connection, role: RoleSpec, database: str) -> l
 
 def create_roles(conn: psycopg.Connection, roles: Sequence[RoleSpec]) -> list[str]:
     """Create roles on the target with their settings and the source's memberships that
-    involve them; returns notes for the report (login roles need passwords)."""
+    involve them; returns notes for the report (login roles need passwords).
+
+    A restoring role that is not a superuser gets SET and INHERIT on the roles it creates
+    (createrole_self_grant, this session only): the restore makes them own objects, which
+    PostgreSQL allows only to a role that can become the new owner."""
     notes = []
+    may = capabilities(conn)
     database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+    if not may.superuser and may.server_version >= 160000:
+        conn.execute("SET createrole_self_grant = 'set, inherit'")
     for role in roles:
-        conn.execute(role.create_statement())
+        conn.execute(role.create_statement(may))
         notes += _copy_settings(conn, role, database)
-        if role.superuser:
-            notes.append(f"role {role.name} is a superuser on the source; created without it")
+        withheld = role.withheld(may)
+        if withheld:
+            notes.append(
+                f"role {role.name} has {', '.join(a.upper() for a in withheld)} on the source; "
+                f"created without it: {may.role} may not give it (see platform.role.{role.name})"
+            )
         if role.login:
             notes.append(f"login role {role.name} was created without a password: set one")
     present = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles").fetchall()}

@@ -1,12 +1,16 @@
-"""The migration as the guide does it: CREATE EXTENSION vector on the target, dump, restore.
+"""The migration as the guide does it: the extensions on the target, dump, restore.
 
 Made rigorous: a preflight refuses a target that cannot take the dump before anything is
-written; pg_dump reads one exported snapshot (so the copy matches the source exactly as of
-that moment) and the rows the source changed after it are measured (the cutover gap); each
-section is timed (schema, data, index build) and bounded by the phase timeout, including
-pgcutover's own sessions; the restore sessions get enough maintenance_work_mem for HNSW; any
-error fails the migration. Under --allow-destructive a target that already holds the tables
-is cleaned first (the guide's DROP TABLE ... CASCADE, then --clean --if-exists).
+written; each extension is created in the source's schema before the objects that use it
+(the guide's step 1, `CREATE EXTENSION vector`, done where the source has it); the restore
+runs in stages so that a target without a superuser (a managed server) is asked separately
+for what it may refuse (migrate/staged.py); pg_dump reads one exported snapshot (so the copy
+matches the source exactly as of that moment) and the rows the source changed after it are
+measured (the cutover gap); each section is timed (schema, data, index build) and bounded by
+the phase timeout, including pgcutover's own sessions; the restore sessions get enough
+maintenance_work_mem for HNSW; any error fails the migration. Under --allow-destructive a
+target that already holds the tables is cleaned first (the guide's DROP TABLE ... CASCADE,
+then --clean --if-exists).
 """
 
 from __future__ import annotations
@@ -31,14 +35,9 @@ from pgcutover.db import Endpoint
 from pgcutover.errors import MigrationError, PgcutoverError
 from pgcutover.identity import refuse_same_database
 from pgcutover.inventory import Inventory
+from pgcutover.migrate import staged
 from pgcutover.migrate.advice import spill_advice
-from pgcutover.migrate.archive import (
-    dump_args,
-    exported_snapshot,
-    ownerless,
-    restore_args,
-    restore_env,
-)
+from pgcutover.migrate.archive import exported_snapshot
 from pgcutover.migrate.logical import cutover as logical
 from pgcutover.migrate.logical import preconditions
 from pgcutover.migrate.roles import (
@@ -47,14 +46,7 @@ from pgcutover.migrate.roles import (
     missing_roles,
     referenced_roles,
 )
-from pgcutover.migrate.tools import (
-    bounded,
-    client_binary,
-    client_version,
-    run_pipeline,
-)
-
-SECTIONS = (("pre-data", "schema"), ("data", "data"), ("post-data", "index build"))
+from pgcutover.migrate.tools import bounded, client_version
 
 
 @dataclass(frozen=True)
@@ -81,6 +73,12 @@ class MigrationResult:
     snapshot: str | None = None
     client_tools: str = ""
     roles_created: list[str] = field(default_factory=list)
+    #: The role the restore ran as and what it may do (migrate/capabilities.py).
+    restored_as: dict[str, Any] | None = None
+    #: What happened to each of the source's extensions (migrate/extensions.py).
+    extensions: list[dict[str, Any]] = field(default_factory=list)
+    #: Objects the target refused for lack of privilege (migrate/staged.py).
+    refusals: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)
     #: Per table, rows the source gained, changed or lost after the snapshot (None: not
@@ -232,8 +230,10 @@ def migrate(
     on_phase: Callable[[str], None] | None = None,
     snapshot: str | None = None,
     cutover: logical.Cutover | None = None,
+    provider: Endpoint | None = None,
 ) -> MigrationResult:
-    """Run the whole migration; never raises for migration failures, it reports them.
+    """Run the whole migration as `target`'s role; never raises for migration failures, it
+    reports them.
 
     `inventory` is what the source holds (inventory.discover). `on_phase(name)` is called as
     each dump/restore phase starts (fault injection hooks in there). `snapshot` is a snapshot
@@ -241,7 +241,9 @@ def migrate(
     the source as of that snapshot afterwards; without it the migration exports and releases
     its own. A logical migration copies the source as of its switchover instead (`snapshot`
     then only dates its backup); `cutover` adds the writes it stops, the scratch server for
-    its rollback proof and its clean-up record.
+    its rollback proof and its clean-up record. `provider` is a superuser endpoint that stands
+    for a managed provider's console: it enables extensions `target`'s role may not create
+    (the rehearsal's managed-like target; never a named one).
     """
     result = MigrationResult(strategy=settings.strategy, performed=True)
     timer = _Timer(result)
@@ -264,6 +266,9 @@ def migrate(
             clash = clashing_tables(source, target, settings.ignored_schemas, timeout)
             if settings.strategy == logical.STRATEGY:
                 preconditions.check(source, target, settings)
+            stages = staged.prepare(source, target, settings, provider, timeout)
+        result.restored_as = stages.role.to_json()
+        result.extensions = [step.to_json() for step in stages.extensions]
         if clash:
             with timer.phase("clean"), bounded(target, "target", "clean", timeout) as dst:
                 _drop_tables(dst, clash)
@@ -290,13 +295,10 @@ def migrate(
                     missing = missing_roles(dst, wanted)
                     result.notes += create_roles(dst, missing)
                 result.roles_created = [role.name for role in missing]
-        with (
-            timer.phase("create extension"),
-            bounded(target, "target", "create extension", timeout) as dst,
-        ):
-            dst.execute("CREATE EXTENSION IF NOT EXISTS vector")
         with contextlib.ExitStack() as stack:
             if settings.strategy == logical.STRATEGY:
+                with timer.phase("extensions"):
+                    result.notes += staged.create_extensions_in_place(target, stages, timeout)
                 snapshot = stack.enter_context(
                     logical.replicate(
                         source,
@@ -316,9 +318,19 @@ def migrate(
                 if snapshot is None:
                     snapshot = stack.enter_context(exported_snapshot(source))
                 result.snapshot = snapshot
-                _run_strategy(
-                    source, target, settings, snapshot, workdir, timer, on_phase, clean=bool(clash)
+                refusals, notes = staged.run(
+                    source,
+                    target,
+                    settings,
+                    snapshot,
+                    workdir,
+                    timer.phase,
+                    on_phase,
+                    stages,
+                    clean=bool(clash),
                 )
+                result.refusals = [refusal.to_json() for refusal in refusals]
+                result.notes += notes
             result.advice += spill_advice(target, settings.maintenance_work_mem)
             with timer.phase("settings"), bounded(target, "target", "settings", timeout) as dst:
                 result.notes += carry_database_settings(dst, inventory)
@@ -362,72 +374,3 @@ def _measure_drift(
         result.notes.append(f"the drift since the snapshot could not be measured: {error.problem}")
         return None
     return {name: asdict(table) for name, table in drift.items()}
-
-
-def _run_strategy(
-    source: Endpoint,
-    target: Endpoint,
-    settings: Settings,
-    snapshot: str,
-    workdir: Path,
-    timer: _Timer,
-    on_phase: Callable[[str], None] | None,
-    *,
-    clean: bool,
-) -> None:
-    """Dump and restore section by section.
-
-    With `clean` the schema section drops what it is about to create (--clean --if-exists);
-    a scratch rehearsal restores without owners and grants (the server is not ours).
-    """
-    dump = dump_args(source, snapshot, settings.exclude_schemas)
-    cleaning = ["--clean", "--if-exists"] if clean else []
-    no_owners = ownerless(settings)
-    session_env = restore_env(settings)
-    timeout = settings.phase_timeout
-    if settings.strategy == "plain":
-        psql = [
-            str(client_binary("psql")),
-            f"--dbname={target.tool_dbname()}",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--no-password",
-        ]
-        for section, name in SECTIONS:
-            if on_phase:
-                on_phase(name)
-            extra = [*no_owners, *(cleaning if section == "pre-data" else [])]
-            with timer.phase(name):
-                run_pipeline(
-                    [[*dump, *extra, f"--section={section}"], psql],
-                    [source, target],
-                    phase=name,
-                    timeout=timeout,
-                    extra_env=[{}, session_env],
-                )
-        return
-    archive = workdir / ("dump.pgc" if settings.strategy == "custom" else "dump.dir")
-    fmt = (
-        ["-Fc", "--compress=none"]
-        if settings.strategy == "custom"
-        else ["-Fd", "--compress=none", f"--jobs={settings.jobs}"]
-    )
-    if on_phase:
-        on_phase("dump")
-    with timer.phase("dump"):
-        run_pipeline([[*dump, *fmt, f"--file={archive}"]], [source], phase="dump", timeout=timeout)
-    restore = restore_args(target)
-    for section, name in SECTIONS:
-        extra = [*no_owners, *(cleaning if section == "pre-data" else [f"--jobs={settings.jobs}"])]
-        if on_phase:
-            on_phase(name)
-        with timer.phase(name):
-            run_pipeline(
-                [[*restore, *extra, f"--section={section}", str(archive)]],
-                [target],
-                phase=name,
-                timeout=timeout,
-                extra_env=[session_env],
-            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -122,7 +123,7 @@ def run_pipeline(
         tail = "\n".join(first.stderr.strip().splitlines()[-12:])
         raise MigrationError(
             f"phase {phase!r} failed: {Path(first.command.split()[0]).name} exited "
-            f"{first.returncode}:\n{tail}",
+            f"{first.returncode}{_failing(first.stderr)}:\n{tail}",
             _remedy_for(tail),
             phase=phase,
         )
@@ -184,9 +185,51 @@ def bounded(
             timer.cancel()
 
 
+_ERROR = re.compile(r"ERROR:\s+(?:[0-9A-Z]{5}:\s+)?(.+)")
+_COMMAND = re.compile(r"(?:Command was|STATEMENT):\s+(.+)")
+_MISSING_TYPE = re.compile(r'type "?([\w$]+)\.([\w$]+)"? does not exist')
+_VECTOR_TYPES = ("vector", "halfvec", "sparsevec")
+
+
+def _failing(stderr: str) -> str:
+    """` on <statement>: <error>`: the first error and the statement that caused it (which
+    names the object), from pg_restore's `Command was:` or psql's `STATEMENT:`."""
+    error, command = _ERROR.search(stderr), _COMMAND.search(stderr)
+    if error is None:
+        return ""
+    where = f" on `{command.group(1).strip()}`" if command else ""
+    return f"{where}: {error.group(1).strip()}"
+
+
 def _remedy_for(stderr: str) -> str:
     """The guide's troubleshooting, matched on the tool's error text."""
     lowered = stderr.lower()
+    missing_type = _MISSING_TYPE.search(stderr)
+    if missing_type:
+        schema, name = missing_type.groups()
+        extension = "vector" if name in _VECTOR_TYPES else "<the extension that provides it>"
+        return (
+            f"create the extension in schema {schema} before the restore: CREATE EXTENSION "
+            f"{extension} WITH SCHEMA {schema} (pgcutover's extensions phase does so for the "
+            "source's extensions: see its notes; an extension already in another schema on the "
+            f"target must be moved: ALTER EXTENSION {extension} SET SCHEMA {schema})"
+        )
+    if "affected by row-level security policy" in lowered:
+        return (
+            "the restoring role cannot bypass row-level security on a table with FORCE ROW "
+            "LEVEL SECURITY: restore as a role with BYPASSRLS (Supabase's postgres has it), or "
+            "give the role it on the target"
+        )
+    if "must be able to set role" in lowered:
+        return (
+            "the restoring role must be able to act as the object's owner: GRANT <that role> "
+            "TO <the restoring role> WITH SET TRUE, INHERIT TRUE on the target, then rerun"
+        )
+    if "permission denied for schema" in lowered:
+        return (
+            "the object's owner needs CREATE on that schema before it can own objects there: "
+            "GRANT CREATE ON SCHEMA ... TO <owner> on the target (as on the source), then rerun"
+        )
     if "already exists" in lowered:
         return (
             "the target already holds these objects: migrate into an empty database, or "
@@ -196,6 +239,12 @@ def _remedy_for(stderr: str) -> str:
         return "install pgvector on the target server (CREATE EXTENSION vector needs it)"
     if "role" in lowered and "does not exist" in lowered:
         return "create the missing role on the target (roles are not part of pg_dump)"
+    if "permission denied" in lowered or "must be owner" in lowered or "superuser" in lowered:
+        return (
+            "the restoring role lacks a privilege this statement needs (a managed server "
+            "grants no superuser): grant it on the target, ask the provider, or restore as a "
+            "role that has it"
+        )
     if "no space left" in lowered:
         return "the target's disk is full: free space or grow the volume, then rerun"
     if "canceling statement due to statement timeout" in lowered:

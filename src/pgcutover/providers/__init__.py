@@ -24,10 +24,13 @@ SIDE_FLAVORS: dict[DataRole, str] = {"source": "pg16", "target": "pg18"}
 #: provider name -> start(spec): a fresh, ephemeral, running server.
 STARTERS: dict[str, Callable[[ServerSpec], ControllableServer]] = {
     "embedded": lambda spec: start_embedded(
-        spec.flavor, spec.base_dir, f"{spec.label} ({SHIPS[spec.flavor]})"
+        spec.flavor, spec.base_dir, f"{spec.label} ({SHIPS[spec.flavor]})", spec.superuser
     ),
     "docker": start_docker,
 }
+#: Providers that can name the bootstrap superuser (ServerSpec.superuser): a managed-like
+#: target keeps `postgres` for the customer's role.
+NAMED_SUPERUSER = frozenset({"embedded"})
 #: state["kind"] -> stop a server another process started, from its recorded state.
 STOPPERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "embedded": lambda state: EmbeddedServer.from_state(state, state["password"]).stop(),
@@ -37,9 +40,10 @@ STOPPERS: dict[str, Callable[[dict[str, Any]], None]] = {
 
 
 def start_server(
-    settings: Settings, side: DataRole, base_dir: Path, label: str
+    settings: Settings, side: DataRole, base_dir: Path, label: str, superuser: str = "postgres"
 ) -> ControllableServer:
-    """Start an ephemeral server for one side with the run's provider."""
+    """Start an ephemeral server for one side with the run's provider; `superuser` names its
+    bootstrap superuser (only where the provider can: NAMED_SUPERUSER)."""
     if settings.provider not in STARTERS:
         raise ConfigError(
             f"--provider={settings.provider} cannot start servers for pgcutover",
@@ -47,7 +51,12 @@ def start_server(
             "targets.toml with --source and --target",
         )
     spec = ServerSpec(
-        SIDE_FLAVORS[side], base_dir, label, settings.image(side), settings.docker_network
+        SIDE_FLAVORS[side],
+        base_dir,
+        label,
+        settings.image(side),
+        settings.docker_network,
+        superuser,
     )
     return STARTERS[settings.provider](spec)
 

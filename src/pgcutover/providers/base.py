@@ -29,6 +29,8 @@ class ServerSpec:
     label: str
     image: str
     network: str
+    #: The bootstrap superuser's name (providers in providers.NAMED_SUPERUSER honour it).
+    superuser: str = "postgres"
 
 
 class Server(Protocol):
@@ -66,15 +68,15 @@ class ControllableServer(Server, Protocol):
         """True while the postmaster exists (paused included)."""
 
 
-def local_superuser(label: str, port: int, password: str) -> Endpoint:
-    """The endpoint of a server pgcutover started: its superuser over TCP on 127.0.0.1 with
-    password authentication."""
+def local_superuser(label: str, port: int, password: str, user: str = "postgres") -> Endpoint:
+    """The endpoint of a server pgcutover started: its superuser (`user`) over TCP on
+    127.0.0.1 with password authentication."""
     return Endpoint(
         label=label,
         host="127.0.0.1",
         port=port,
         dbname="postgres",
-        user="postgres",
+        user=user,
         password=password,
         sslmode="disable",
         ephemeral=True,

@@ -120,6 +120,9 @@ class EmbeddedServer:
     label: str
     port: int = 0
     password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    #: The bootstrap superuser's name: a managed-like server keeps `postgres` for the
+    #: customer's non-superuser role, as RDS (rdsadmin) and Supabase (supabase_admin) do.
+    superuser: str = "postgres"
     capabilities: frozenset[str] = frozenset({KILL, PAUSE, RESTART})
     #: A folder for a Unix socket besides TCP (off by default: deep temporary folders make
     #: socket paths too long).
@@ -128,7 +131,7 @@ class EmbeddedServer:
     @property
     def endpoint(self) -> Endpoint:
         """Superuser endpoint over TCP with password authentication."""
-        return local_superuser(self.label, self.port, self.password)
+        return local_superuser(self.label, self.port, self.password, self.superuser)
 
     @property
     def bin_dir(self) -> Path:
@@ -189,7 +192,7 @@ class EmbeddedServer:
                     "-D",
                     str(self.data_dir),
                     "-U",
-                    "postgres",
+                    self.superuser,
                     "--auth-host=scram-sha-256",
                     "--auth-local=trust",
                     f"--pwfile={pwfile}",
@@ -304,6 +307,7 @@ class EmbeddedServer:
             "base_dir": str(self.base_dir),
             "label": self.label,
             "port": self.port,
+            "superuser": self.superuser,
         }
 
     @classmethod
@@ -315,12 +319,15 @@ class EmbeddedServer:
             label=str(state["label"]),
             port=int(str(state["port"])),
             password=password,
+            superuser=str(state.get("superuser", "postgres")),
         )
 
 
-def start_embedded(flavor: str, base_dir: Path, label: str) -> EmbeddedServer:
+def start_embedded(
+    flavor: str, base_dir: Path, label: str, superuser: str = "postgres"
+) -> EmbeddedServer:
     """Create and start a fresh server in `base_dir`; on failure nothing is left running."""
-    server = EmbeddedServer(flavor=flavor, base_dir=base_dir, label=label)
+    server = EmbeddedServer(flavor=flavor, base_dir=base_dir, label=label, superuser=superuser)
     try:
         server.init()
         server.start()

@@ -16,6 +16,7 @@ AREA_ORDER = (
     "parity",
     "schema",
     "settings",
+    "platform",
     "vectors",
     "search",
     "load",

@@ -1,8 +1,11 @@
 """Roles the schema references (owners, grantees, policy roles, and their direct members, as
 the migration carries them): each exists on the target with compatible attributes and the
-same memberships among them (their settings: the settings check). A source superuser may be
-an ordinary role on the target (the migration never creates superusers); the reverse fails,
-since a superuser bypasses every policy."""
+same memberships among them (their settings: the settings check). SUPERUSER, BYPASSRLS or
+REPLICATION the source has and the target lacks is judged by the platform check
+(platform.role.*), with its consequence (the migration never creates superusers; a managed
+server's owner cannot give the other two); the reverse fails, since such a role bypasses
+every policy. Memberships PostgreSQL grants a CREATEROLE role in the roles it creates
+(PostgreSQL 16+) are not the source's and not a difference."""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ from typing import Any
 from pgcutover.checks.base import CheckResult
 from pgcutover.checks.schema.common import Side, differences, explain, result
 from pgcutover.config import Settings
+from pgcutover.migrate.capabilities import PRIVILEGED_ATTRIBUTES
 from pgcutover.migrate.roles import Membership, referenced_roles, role_memberships
 
 ATTRIBUTES = """
 SELECT rolname, rolcanlogin, rolinherit, rolbypassrls, rolcreatedb, rolcreaterole, rolsuper,
-       rolconnlimit
+       rolreplication, rolconnlimit
 FROM pg_roles WHERE rolname = ANY(%(names)s)
 """
 
@@ -31,7 +35,7 @@ def _membership(membership: Membership, options: bool) -> str:
 
 
 def _profile(row: tuple[Any, ...], memberships: list[Membership], options: bool) -> dict[str, Any]:
-    name, login, inherit, bypassrls, createdb, createrole, superuser, limit = row
+    name, login, inherit, bypassrls, createdb, createrole, superuser, replication, limit = row
     return {
         "login": login,
         "inherit": inherit,
@@ -39,6 +43,7 @@ def _profile(row: tuple[Any, ...], memberships: list[Membership], options: bool)
         "createdb": createdb,
         "createrole": createrole,
         "superuser": superuser,
+        "replication": replication,
         "connection_limit": limit,
         "member_of": sorted(_membership(m, options) for m in memberships if m.member == name),
     }
@@ -50,7 +55,12 @@ def compare(source: Side, target: Side, settings: Settings) -> list[CheckResult]
     names = [role.name for role in wanted if role.name not in source.ignored_roles]
     options = source.version >= 160000 and target.version >= 160000
     source_memberships = role_memberships(source.conn, names)
-    target_memberships = role_memberships(target.conn, names)
+    on_source = {(m.role, m.member) for m in source_memberships}
+    target_memberships = [
+        m
+        for m in role_memberships(target.conn, names)
+        if not m.implicit or (m.role, m.member) in on_source
+    ]
     source_rows = {row[0]: row for row in source.rows(ATTRIBUTES, names=names)}
     target_rows = {row[0]: row for row in target.rows(ATTRIBUTES, names=names)}
     results = []
@@ -72,8 +82,9 @@ def compare(source: Side, target: Side, settings: Settings) -> list[CheckResult]
             continue
         dst = _profile(target_rows[name], target_memberships, options)
         diffs = differences(src, dst)
-        if src["superuser"] and not dst["superuser"]:
-            diffs.pop("superuser")
+        withheld = [a for a in PRIVILEGED_ATTRIBUTES if src[a] and not dst[a]]
+        for attribute in withheld:
+            diffs.pop(attribute)
         if diffs:
             results.append(
                 result(
@@ -89,8 +100,9 @@ def compare(source: Side, target: Side, settings: Settings) -> list[CheckResult]
             )
             continue
         note = (
-            " (a superuser on the source only: the migration never creates superusers)"
-            if src["superuser"] and not dst["superuser"]
+            f" ({', '.join(a.upper() for a in withheld)} on the source only: judged by "
+            f"platform.role.{name})"
+            if withheld
             else ""
         )
         results.append(

@@ -1,12 +1,16 @@
 """Triggers on tables and views (definition and enabled state: a trigger disabled on the
-target silently stops e.g. keeping updated_at current) and event triggers of the database."""
+target silently stops e.g. keeping updated_at current) and event triggers of the database.
+An event trigger missing on the target is the platform check's finding (only a superuser may
+create one, so a managed target may refuse it; platform.event_trigger.*), not a second
+failure here."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pgcutover.checks.base import CheckResult
+from pgcutover.checks.base import SKIP, CheckResult
 from pgcutover.checks.schema.common import (
+    AREA,
     Side,
     Spec,
     compare_each,
@@ -85,8 +89,20 @@ def _event_remedy(source: Spec | None, target: Spec | None) -> str:
     return f"recreate event trigger {quoted} as on the source (CREATE EVENT TRIGGER ...)"
 
 
+def _missing_event_trigger(name: str) -> CheckResult:
+    return CheckResult(
+        id=f"schema.event_trigger.{name}",
+        area=AREA,
+        status=SKIP,
+        message=f"event trigger {name} is missing on the target: judged by "
+        f"platform.event_trigger.{name}",
+    )
+
+
 def compare(source: Side, target: Side, settings: Settings) -> list[CheckResult]:
     """One result per trigger and per event trigger."""
+    source_events, target_events = read_event_triggers(source), read_event_triggers(target)
+    missing = source_events.keys() - target_events.keys()
     return [
         *compare_each(
             "schema.trigger",
@@ -99,9 +115,10 @@ def compare(source: Side, target: Side, settings: Settings) -> list[CheckResult]
         *compare_each(
             "schema.event_trigger",
             "event trigger",
-            read_event_triggers(source),
-            read_event_triggers(target),
+            {name: spec for name, spec in source_events.items() if name not in missing},
+            target_events,
             _event_remedy,
             lambda dst: f"on {dst['event']}, {dst['state']}",
         ),
+        *(_missing_event_trigger(name) for name in sorted(missing)),
     ]
