@@ -36,12 +36,19 @@ ALTER FUNCTION auth.uid() OWNER TO supabase_auth_admin;
 ALTER FUNCTION auth.role() OWNER TO supabase_auth_admin;
 
 -- A new GoTrue user gets an app profile (the trigger on auth.users Supabase apps use).
+CREATE TABLE public.profiles (
+    id uuid PRIMARY KEY REFERENCES auth.users (id) ON DELETE CASCADE,
+    display_name text
+);
+INSERT INTO public.profiles (id, display_name) SELECT id, email FROM auth.users;
+ALTER TABLE public.profiles ENABLE ROW LEVEL SECURITY;
+CREATE POLICY profiles_self ON public.profiles FOR ALL TO authenticated
+    USING (id = auth.uid());
 CREATE FUNCTION public.handle_new_user() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
 BEGIN
-    INSERT INTO public.users (id, email, display_name)
-    VALUES (NEW.id, NEW.email, coalesce(NEW.raw_user_meta_data ->> 'name', NEW.email))
-    ON CONFLICT (id) DO NOTHING;
+    INSERT INTO public.profiles (id, display_name)
+    VALUES (NEW.id, coalesce(NEW.raw_user_meta_data ->> 'name', NEW.email));
     RETURN NEW;
 END
 $$;

@@ -139,20 +139,32 @@ def _suites(context: Any, expectations: list[Expectation]) -> dict[tuple[str, st
     return suites
 
 
-def _tables(endpoint: Endpoint) -> set[str]:
+def _tables(endpoint: Endpoint) -> tuple[set[str], list[str]]:
+    """The side's tables, and the schemas its extensions live in (Supabase keeps them in
+    `extensions`: pgvector's type and vector_dims() must resolve there too)."""
     with connection(endpoint, role="source") as conn:
-        return {f"{schema}.{table}" for schema, table in user_tables(conn, ())}
+        tables = {f"{schema}.{table}" for schema, table in user_tables(conn, ())}
+        rows = conn.execute(
+            "SELECT DISTINCT n.nspname FROM pg_extension e"
+            " JOIN pg_namespace n ON n.oid = e.extnamespace"
+            " WHERE n.nspname <> 'pg_catalog' ORDER BY 1"
+        ).fetchall()
+    return tables, [row[0] for row in rows]
 
 
-def _datasource(context: Any, side: str, schema: str, endpoint: Endpoint) -> Any:
+def _datasource(
+    context: Any, side: str, schema: str, endpoint: Endpoint, extensions: list[str]
+) -> Any:
     """A datasource for one schema of one side, through pgcutover's `connect`: read-only at
-    the server (expectations never write), the schema as search_path."""
+    the server (expectations never write), the schema then the extensions' schemas as
+    search_path."""
+    path = ",".join(_quoted(name) for name in dict.fromkeys([schema, *extensions]))
     creator = functools.partial(
         connect,
         endpoint,
         role="source",
         autocommit=False,
-        options=f"-c search_path={_quoted(schema)}",
+        options=f"-c search_path={path}",
     )
     with warnings.catch_warnings():
         # it suggests add_postgres, which needs the password in a connection string
@@ -180,7 +192,7 @@ def run(
     observations: dict[str, dict[str, Observation]] = {}
     for side, endpoint in endpoints.items():
         observations[side] = {}
-        present = _tables(endpoint)
+        present, extensions = _tables(endpoint)
         datasources: dict[str, Any] = {}
         try:
             for (suite_name, table), suite in suites.items():
@@ -188,7 +200,7 @@ def run(
                     continue
                 schema, _, name = table.partition(".")
                 if schema not in datasources:
-                    datasources[schema] = _datasource(context, side, schema, endpoint)
+                    datasources[schema] = _datasource(context, side, schema, endpoint, extensions)
                 asset = datasources[schema].add_table_asset(
                     name=f"{suite_name}.{table}", table_name=name
                 )

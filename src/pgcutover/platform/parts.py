@@ -119,7 +119,7 @@ ORDER BY e.evtname
 STORAGE = r"""
 SELECT b.id, count(o.id),
        coalesce(sum(CASE WHEN o.metadata ->> 'size' ~ '^\d+$'
-                         THEN (o.metadata ->> 'size')::bigint END), 0)
+                         THEN (o.metadata ->> 'size')::bigint END), 0)::bigint
 FROM storage.buckets b LEFT JOIN storage.objects o ON o.bucket_id = b.id
 GROUP BY b.id ORDER BY b.id
 """
