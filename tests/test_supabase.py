@@ -363,12 +363,12 @@ def test_the_plan_is_written_and_touches_nothing(pytester, supabase_source, mana
     assert not (written / "signoff.json").exists()
     assert "extension vector 0.6.2 in schema extensions: postgres will try" in document
     assert "extensions (0 table(s)): created, owned by postgres" in document
-    assert "service_role: exists on the target" in document or "service_role: created" in document
     assert set(data["blocking"]) >= {
         "platform.vault",
         "platform.storage",
         "platform.event_trigger.pgrst_ddl_watch",
         "platform.role.postgres",
+        "platform.role.service_role",
     }
     assert "openai_api_key" in document
     assert "Migration plan: supa -> managed" in text

@@ -269,6 +269,7 @@ def migrate(
             stages = staged.prepare(source, target, settings, provider, timeout)
         result.restored_as = stages.role.to_json()
         result.extensions = [step.to_json() for step in stages.extensions]
+        result.notes.append(f"restored as {stages.role.describe()}")
         if clash:
             with timer.phase("clean"), bounded(target, "target", "clean", timeout) as dst:
                 _drop_tables(dst, clash)

@@ -126,6 +126,7 @@ class _Restorer:
         self.ownerless = ownerless(settings)
 
     def psql(self, *extra: str) -> list[str]:
+        """psql stopping at the first error and echoing the statement that failed."""
         return [
             str(client_binary("psql")),
             f"--dbname={self.target.tool_dbname()}",
@@ -191,9 +192,8 @@ class _Restorer:
             if refused is None:
                 raise
             statement = _STATEMENT.search(error.problem)
-            return refused.group(1).strip(), " ".join(
-                statement.group(1).split()
-            ) if statement else ""
+            text = " ".join(statement.group(1).split()) if statement else ""
+            return refused.group(1).strip(), text
         return None
 
 
@@ -289,10 +289,9 @@ def run(
     security = contents.with_attached(
         [*contents.labelled("ROW SECURITY "), *contents.objects(toc.POLICY)]
     )
-    rest = contents.without(
-        [schemas, contents.with_attached(namespaces), extensions, *(g[2] for g in groups)]
-    )
-    rest_of_post_data = [entry for entry in rest if entry not in security]
+    taken = [schemas, contents.with_attached(namespaces), extensions, *(g[2] for g in groups)]
+    rest = contents.without(taken)
+    rest_of_post_data = contents.without([*taken, security])
     with _stage(phase, on_phase, "extensions"):
         notes += create_extensions(
             target, stages.extensions, stages.provider, settings.phase_timeout
@@ -316,4 +315,8 @@ def run(
                 refused = restorer.attempt(entries, "platform objects")
                 if refused is not None:
                     refusals.append(Refusal(kind, name, *refused))
+                    notes.append(
+                        f"the target refused {kind} {name} ({refused[0]}): left out, see "
+                        f"platform.{kind.replace(' ', '_')}.{name}"
+                    )
     return refusals, notes
