@@ -17,10 +17,19 @@ from dataclasses import replace
 
 import pytest
 
-from helpers import REPO, by_id, clone_database, drop_database, execute, failed_ids, make_settings
+from helpers import (
+    REPO,
+    by_id,
+    clone_database,
+    drop_database,
+    execute,
+    failed_ids,
+    inventory_of,
+    make_settings,
+    pair_of,
+)
 from pgcutover import plan
 from pgcutover.checks import platform, row_counts, schema
-from pgcutover.checks.base import Pair
 from pgcutover.config import OPTIONS, build_settings
 from pgcutover.db import Endpoint, connect
 from pgcutover.environment import open_sides, stop_servers
@@ -97,7 +106,8 @@ def test_a_supabase_source_migrates_into_the_managed_like_target(
 ):
     owner, provider = managed_db
     settings = make_settings(tmp_path)
-    result = migrate(supabase_source, owner, settings, provider=provider)
+    inventory = inventory_of(supabase_source, settings)
+    result = migrate(supabase_source, owner, settings, inventory, provider=provider)
     assert result.ok, result.error
     phases = [phase.name for phase in result.phases]
     assert phases.index("schemas") < phases.index("extensions") < phases.index("schema")
@@ -123,7 +133,7 @@ def test_a_supabase_source_migrates_into_the_managed_like_target(
     assert "permission denied" in result.refusals[0]["error"]
     assert any("search_path" in note for note in result.notes), result.notes
 
-    pair = Pair(supabase_source, provider)
+    pair = pair_of(supabase_source, provider, settings)
     assert failed_ids(schema.check(pair, settings) + row_counts.check(pair, settings)) == set()
     judged = by_id(platform.check(pair, settings, result))
     assert {i for i, r in judged.items() if r.status == "fail"} == BLOCKING
@@ -166,10 +176,10 @@ def test_an_event_trigger_the_target_refuses_is_a_finding_not_a_crash(
         execute(source, EVENT_TRIGGER_SOURCE)
         owner, provider = managed_db
         settings = make_settings(tmp_path, strategy=strategy)
-        result = migrate(source, owner, settings, provider=provider)
+        result = migrate(source, owner, settings, inventory_of(source, settings), provider=provider)
         assert result.ok, result.error
         assert [r["name"] for r in result.refusals] == ["audit_ddl"]
-        pair = Pair(source, provider)
+        pair = pair_of(source, provider, settings)
         results = platform.check(pair, settings, result) + schema.check(pair, settings)
         assert failed_ids(results) == {"platform.event_trigger.audit_ddl"}
         finding = by_id(results)["platform.event_trigger.audit_ddl"]
@@ -200,7 +210,7 @@ def test_an_extension_the_target_cannot_provide_is_named_with_what_uses_it(
         settings = make_settings(tmp_path)
         made = plan.build(source, target, settings, provider=False)
         assert any("pg_trgm" in line and "index people_name_trgm" in line for line in made.cannot)
-        result = migrate(source, target, settings)
+        result = migrate(source, target, settings, inventory_of(source, settings))
         assert not result.ok and result.failed_phase == "preflight"
         assert "pg_trgm" in result.error and "does not offer it" in result.error
         assert "index people_name_trgm" in result.error
@@ -237,7 +247,8 @@ def test_the_issues_failure_names_the_statement_and_the_remedy(
     assert "on `CREATE FUNCTION public.match_chunks(query extensions.vector" in failed.value.problem
     assert "CREATE EXTENSION vector WITH SCHEMA extensions" in failed.value.remedy
 
-    refused = migrate(supabase_source, provider, make_settings(tmp_path))
+    settings = make_settings(tmp_path)
+    refused = migrate(supabase_source, provider, settings, inventory_of(supabase_source, settings))
     assert refused.failed_phase == "preflight"
     assert "installed in schema public on the target" in refused.error
     assert "ALTER EXTENSION vector SET SCHEMA extensions" in refused.remedy
@@ -357,10 +368,11 @@ def test_the_plan_is_written_and_touches_nothing(pytester, supabase_source, mana
     text = output(result)
     assert result.ret == 1, text
     assert (dump_fingerprint(source_admin), dump_fingerprint(provider)) == before
-    written = pytester.path / "reports" / "latest"
+    (written,) = [path.parent for path in (pytester.path / "reports").glob(f"*/{plan.PLAN_TEXT}")]
     document = (written / plan.PLAN_TEXT).read_text()
     data = json.loads((written / plan.PLAN_JSON).read_text())
     assert not (written / "signoff.json").exists()
+    assert not (pytester.path / "reports" / "latest").exists()
     assert "extension vector 0.6.2 in schema extensions: postgres will try" in document
     assert "extensions (0 table(s)): created, owned by postgres" in document
     assert set(data["blocking"]) >= {

@@ -230,6 +230,8 @@ OPTIONS: tuple[Option, ...] = (
         "run the smoke test's writes (rolled back) and the load test's write shapes on a target "
         "pgcutover did not create: even rolled back, they take locks, use sequence values and "
         "leave dead index entries",
+    ),
+    Option(
         "self_hosted",
         switch,
         False,

@@ -20,8 +20,8 @@ from pgcutover.checks.platform import acknowledged, judged, privileged_roles, so
 from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connection
 from pgcutover.errors import MigrationError
+from pgcutover.inventory import discover
 from pgcutover.migrate.capabilities import PRIVILEGED_ATTRIBUTES, Capabilities, capabilities
-from pgcutover.migrate.dbsettings import database_settings
 from pgcutover.migrate.extensions import BLOCKING, plan_extensions
 from pgcutover.migrate.roles import RoleSpec, referenced_roles
 from pgcutover.migrate.runner import preflight
@@ -241,8 +241,9 @@ def build(source: Endpoint, target: Endpoint, settings: Settings, *, provider: b
         ]
         plan.roles, findings = _roles(src, dst, settings, may)
         plan.settings = [
-            f"ALTER DATABASE ... SET {entry.replace('=', ' = ', 1)}"
-            for entry in database_settings(src)
+            f"ALTER DATABASE ... SET {setting.name} = {setting.value}"
+            for setting in discover(src, settings).settings
+            if setting.scope == "database"
         ]
         plan.publications, more = _publications(src, may)
         findings += more
