@@ -156,13 +156,25 @@ class Sides:
     seed: dict[str, Any] | None
 
 
+def managed_like(settings: Settings) -> bool:
+    """Whether the throwaway target behaves like a managed server (managed.py): by default;
+    not with --self-hosted, nor for --strategy=logical (its schema step is not staged for a
+    non-superuser owner yet), nor with a provider that cannot name its bootstrap superuser
+    (docker: the images' initdb names it postgres)."""
+    return (
+        not settings.self_hosted
+        and settings.strategy != STRATEGY
+        and settings.provider in NAMED_SUPERUSER
+    )
+
+
 def _embedded_target(settings: Settings, workdir: Path) -> tuple[Endpoint, Endpoint | None]:
     """(the role the migration restores as, the provider's superuser endpoint or None).
 
-    Managed-like by default (managed.py): the checks read through the provider's superuser,
-    which sees every row whatever row-level security says; --self-hosted (and a provider that
-    cannot name its superuser) restores as the superuser itself."""
-    managed = not settings.self_hosted and settings.provider in NAMED_SUPERUSER
+    Managed-like by default: the checks read through the provider's superuser, which sees
+    every row whatever row-level security says; otherwise the restore runs as the superuser
+    itself."""
+    managed = managed_like(settings)
     server = start_server(
         settings,
         "target",
@@ -196,7 +208,7 @@ def mode(settings: Settings) -> str:
             "database migrated into a scratch database pgcutover created there and drops "
             "afterwards (no source is configured for this target)"
         )
-    kind = "self-hosted" if settings.self_hosted else "managed-like"
+    kind = "managed-like" if managed_like(settings) else "self-hosted"
     if settings.source is None:
         return (
             f"rehearsal: a seeded PostgreSQL 16 source migrated into a {kind} PostgreSQL 18 target"

@@ -19,6 +19,7 @@ from pgcutover.catalog import server_version, user_schema_oids
 from pgcutover.checks.platform import acknowledged, judged, privileged_roles, source_findings
 from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connection
+from pgcutover.environment import managed_like
 from pgcutover.errors import MigrationError
 from pgcutover.inventory import discover
 from pgcutover.migrate.capabilities import PRIVILEGED_ATTRIBUTES, Capabilities, capabilities
@@ -210,7 +211,7 @@ def _event_triggers(src: psycopg.Connection, may: Capabilities) -> tuple[list[st
 def _kind(settings: Settings) -> str:
     if settings.target is not None:
         return "named in targets.toml"
-    return "throwaway, self-hosted" if settings.self_hosted else "throwaway, managed-like"
+    return "throwaway, managed-like" if managed_like(settings) else "throwaway, self-hosted"
 
 
 def build(source: Endpoint, target: Endpoint, settings: Settings, *, provider: bool) -> Plan:
