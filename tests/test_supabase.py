@@ -44,10 +44,10 @@ from pgcutover.providers.embedded import EmbeddedServer, start_embedded
 LAYOUT = REPO / "tests" / "supabase"
 SECRET = "vault-value-never-printed"
 #: What the managed-like target makes of the Supabase source, when nothing is acknowledged
-#: beyond the rehearsal seed's own two findings (postgres, service_role).
+#: beyond the rehearsal seed's own two findings (postgres, service_role); the realtime
+#: publication moves (its tables are the owner's) to a server that decodes (wal_level=logical).
 BLOCKING = {
     "platform.role.supabase_admin",
-    "platform.publication.supabase_realtime",
     "platform.event_trigger.pgrst_ddl_watch",
     "platform.vault",
     "platform.storage",
@@ -142,6 +142,7 @@ def test_a_supabase_source_migrates_into_the_managed_like_target(
     )
     assert "openai_api_key, smtp_password" in judged["platform.vault"].message
     assert "avatars: 4 object(s)" in judged["platform.storage"].message
+    assert "moved; the target decodes" in judged["platform.publication.supabase_realtime"].message
     assert "it sees no rows of" in judged["platform.role.service_role"].message
     assert judged["platform.auth"].details["severity"] == "note"
 
@@ -162,11 +163,12 @@ CREATE TABLE docs (id int PRIMARY KEY, embedding vector(384) NOT NULL);
 INSERT INTO docs SELECT n, array_fill(n::real, ARRAY[384])::vector FROM generate_series(1, 20) n;
 CREATE FUNCTION audit_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
 CREATE EVENT TRIGGER audit_ddl ON ddl_command_end EXECUTE FUNCTION audit_ddl();
+CREATE PUBLICATION everything FOR ALL TABLES;
 """
 
 
 @pytest.mark.parametrize("strategy", ["plain", "directory"])
-def test_an_event_trigger_the_target_refuses_is_a_finding_not_a_crash(
+def test_what_the_target_refuses_is_a_finding_not_a_crash(
     source_server, managed_db, tmp_path, strategy
 ):
     name = f"evt_{os.getpid()}_{next(_names)}"
@@ -178,13 +180,18 @@ def test_an_event_trigger_the_target_refuses_is_a_finding_not_a_crash(
         settings = make_settings(tmp_path, strategy=strategy)
         result = migrate(source, owner, settings, inventory_of(source, settings), provider=provider)
         assert result.ok, result.error
-        assert [r["name"] for r in result.refusals] == ["audit_ddl"]
+        assert sorted(r["name"] for r in result.refusals) == ["audit_ddl", "everything"]
         pair = pair_of(source, provider, settings)
         results = platform.check(pair, settings, result) + schema.check(pair, settings)
-        assert failed_ids(results) == {"platform.event_trigger.audit_ddl"}
+        assert failed_ids(results) == {
+            "platform.event_trigger.audit_ddl",
+            "platform.publication.everything",
+        }
         finding = by_id(results)["platform.event_trigger.audit_ddl"]
         assert "the target refused it: permission denied to create event trigger" in finding.message
         assert "public.audit_ddl()" in finding.message
+        publication = by_id(results)["platform.publication.everything"].message
+        assert "the target refused it" in publication and "FOR ALL TABLES" in publication
         assert by_id(results)["schema.event_trigger.audit_ddl"].status == "skip"
         assert one(provider, "SELECT count(*) FROM docs") == 20
     finally:
