@@ -178,12 +178,20 @@ def vault_finding(secrets: Sequence[str], keys: Sequence[str] | None) -> Finding
 def storage_finding(buckets: Sequence[Bucket]) -> Finding:
     """Storage objects the owner must copy: the database holds their metadata only."""
     stored = [bucket for bucket in buckets if bucket.objects]
-    listed = [f"{b.name}: {b.objects} object(s), {_size(b.bytes)}" for b in stored]
+    listed = [
+        f"{b.name}: {b.objects} object(s), {_size(b.bytes)}"
+        + (f" (+{b.unsized} of unknown size)" if b.unsized else "")
+        for b in stored
+    ]
     total = sum(bucket.bytes for bucket in stored)
+    unsized = sum(bucket.unsized for bucket in stored)
+    sizes = f"{_size(total)}" + (
+        f" and {unsized} object(s) whose metadata gives no size" if unsized else ""
+    )
     return Finding(
         id="platform.storage",
         message=f"Supabase Storage: the metadata of {sum(b.objects for b in stored)} "
-        f"object(s) moved with the database, their {_size(total)} of files did not "
+        f"object(s) moved with the database, their files did not: {sizes} to copy "
         f"({'; '.join(listed)})",
         remedy="copy each bucket's files from the source's Storage backend (its file system "
         "or S3 bucket) to the production store (Cloudflare R2 or the target project's Storage), "

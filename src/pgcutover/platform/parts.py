@@ -62,6 +62,8 @@ class Bucket:
     name: str
     objects: int
     bytes: int
+    #: Objects whose metadata gives no size (their bytes are not in `bytes`).
+    unsized: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ ORDER BY e.evtname
 STORAGE = r"""
 SELECT b.id, count(o.id),
        coalesce(sum(CASE WHEN o.metadata ->> 'size' ~ '^\d+$'
-                         THEN (o.metadata ->> 'size')::bigint END), 0)::bigint
+                         THEN (o.metadata ->> 'size')::bigint END), 0)::bigint,
+       count(o.id) FILTER (WHERE coalesce(o.metadata ->> 'size', '') !~ '^\d+$')
 FROM storage.buckets b LEFT JOIN storage.objects o ON o.bucket_id = b.id
 GROUP BY b.id ORDER BY b.id
 """
