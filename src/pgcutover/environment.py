@@ -228,7 +228,8 @@ def _rollback_server(settings: Settings, workdir: Path, source: Endpoint) -> Ite
         version = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
     flavor = flavor_for(version)
     folder = workdir / "scratch"
-    server = start_server(settings.provider, flavor, folder, f"rollback scratch ({flavor})")
+    side = next(side for side, name in SIDE_FLAVORS.items() if name == flavor)
+    server = start_server(settings, side, folder, f"rollback scratch ({flavor})")
     _remember_server(workdir, server)
     try:
         with connect(server.endpoint, role="admin") as admin:
