@@ -33,7 +33,7 @@ from pgcutover.managed import PROVIDER, create_owner_database
 from pgcutover.migrate.logical.cutover import STRATEGY, Cutover, rehearsal_writer
 from pgcutover.migrate.runner import MigrationResult, migrate, not_performed
 from pgcutover.private import write_json
-from pgcutover.providers import NAMED_SUPERUSER, start_server, stop_from_state
+from pgcutover.providers import NAMED_SUPERUSER, SIDE_FLAVORS, start_server, stop_from_state
 from pgcutover.providers.base import Server
 from pgcutover.providers.embedded import flavor_for
 
