@@ -569,7 +569,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         with runfolder.shielded():
             _clean_up_replication(run)
         if run.rehearsed():
-            _finish(run, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+            _finish(
+                run,
+                interrupted=exitstatus == pytest.ExitCode.INTERRUPTED or bool(runfolder.RECEIVED),
+            )
             if run.refused is not None:
                 session.exitstatus = EXIT_REFUSED
             elif run.report and run.report.verdict == "NO-GO" and exitstatus == 0:

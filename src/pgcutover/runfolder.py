@@ -75,16 +75,25 @@ def keep_temporary_files_in(folder: Path) -> None:
     tempfile.tempdir = None
 
 
+#: The signals that reached this run, in order (a library that swallows the interrupt it
+#: raised cannot make the run look complete).
+RECEIVED: list[str] = []
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """End the run as Ctrl-C would, once; further signals wait for the clean-up."""
-    for ending in ENDING[1:]:
-        signal.signal(ending, signal.SIG_IGN)
-    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+    """End the run as Ctrl-C would; a second SIGTERM or SIGHUP waits for the clean-up."""
+    name = signal.Signals(signum).name
+    RECEIVED.append(name)
+    if signum != signal.SIGINT:
+        for ending in ENDING[1:]:
+            signal.signal(ending, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"stopped by {name}")
 
 
 def end_on_signals() -> None:
-    """SIGTERM and SIGHUP interrupt the run like SIGINT (pytest then reports and cleans up)."""
-    for ending in ENDING[1:]:
+    """SIGINT, SIGTERM and SIGHUP interrupt the run (pytest then reports and cleans up), and
+    each is remembered in RECEIVED."""
+    for ending in ENDING:
         signal.signal(ending, _interrupt)
 
 
