@@ -12,6 +12,7 @@ from pgcutover.checks.search import groundtruth
 from pgcutover.checks.search.groundtruth import Block, Corpus
 from pgcutover.checks.search.shapes import Shape
 from pgcutover.db import connection
+from pgcutover.errors import PgcutoverError
 
 K = 10
 OPERATORS = ["<=>", "<->", "<#>", "<+>"]
@@ -96,3 +97,15 @@ def test_streamed_blocks_equal_the_corpus_in_memory(seeded_source, monkeypatch):
     np.testing.assert_array_equal(whole.kth, streamed.kth)
     np.testing.assert_array_equal(whole.nearest, streamed.nearest)
     assert (streamed.nearest[:40] == np.arange(40)).mean() > 0.9
+
+
+@pytest.mark.parametrize("longer_first", [False, True])
+def test_vectors_of_different_dimensions_are_an_error(target_copy, longer_first):
+    """A `vector` column without a declared dimension can mix lengths: a clear error."""
+    dims = (4, 3) if longer_first else (3, 4)
+    rows = ", ".join(f"('[{','.join(['1'] * n)}]')" for n in dims)
+    with connection(target_copy, role="admin") as conn:
+        conn.execute(f"CREATE TABLE mixed (v vector); INSERT INTO mixed VALUES {rows}")
+        shape = Shape("m", "public", "mixed", "v", "<->", K)
+        with pytest.raises(PgcutoverError, match="different dimensions"):
+            list(groundtruth.blocks(conn, shape, ()))

@@ -16,13 +16,11 @@ sums are order-independent, so no primary key and no sort are needed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from itertools import islice
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import psycopg
 from psycopg import sql
-from psycopg.abc import Buffer
 
 from pgcutover.checks.content.copyout import CopyOut
 from pgcutover.checks.search.shapes import Shape
@@ -150,15 +148,16 @@ def _mixed(shape: Shape) -> PgcutoverError:
     )
 
 
-def _parse(
-    data: bytes, start: int, dtype: np.dtype, filters: tuple[str, ...], shape: Shape
-) -> Block:
-    """COPY BINARY rows (the stream's trailer may end them) -> a block, read in place; the
-    vectors are converted to native float32, the one copy made of them."""
-    body = data[: -len(TRAILER)] if len(data) % dtype.itemsize == len(TRAILER) else data
-    if len(body) % dtype.itemsize or (len(body) < len(data) and not data.endswith(TRAILER)):
+def _parse(data: memoryview, shape: Shape, filters: tuple[str, ...], block: Block) -> Block:
+    """COPY BINARY rows (the stream's trailer may end them), read in place, into the first
+    rows of `block`'s arrays (the vectors converted to native float32)."""
+    dtype = _row_type(block.vectors.shape[1], len(filters))
+    size = len(data)
+    if size % dtype.itemsize == len(TRAILER) and bytes(data[-len(TRAILER) :]) == TRAILER:
+        size -= len(TRAILER)
+    if size % dtype.itemsize:
         raise _mixed(shape)
-    rows = np.frombuffer(body, dtype=dtype)
+    rows = np.frombuffer(data[:size], dtype=dtype)
     dims = dtype["vec"].shape[0]
     if rows.size and (
         (rows["fields"] != 1 + len(filters)).any()
@@ -166,17 +165,29 @@ def _parse(
         or (rows["dim"] != dims).any()
     ):
         raise _mixed(shape)
-    labels = {name: rows[f"l{i}"]["hash"].astype(np.int64) for i, name in enumerate(filters)}
-    return Block(start, rows["vec"].astype(np.float32), labels)
+    count = len(rows)
+    np.copyto(block.vectors[:count], rows["vec"])
+    for i, name in enumerate(filters):
+        block.labels[name][:count] = rows[f"l{i}"]["hash"]
+    labels = {name: codes[:count] for name, codes in block.labels.items()}
+    return Block(block.start, block.vectors[:count], labels)
 
 
 def blocks(conn: psycopg.Connection, shape: Shape, filters: tuple[str, ...]) -> Iterator[Block]:
     """Every vector of a shape's column (and its filter values' hashes), read once as one
-    COPY BINARY stream, in blocks of BLOCK_ROWS rows."""
+    COPY BINARY stream, in blocks of BLOCK_ROWS rows. Each row is copied into one buffer as
+    it arrives and the buffer parsed when full; the buffer and the block's arrays are reused,
+    so a block is valid until the next one is asked for (copy what must outlive it)."""
     dims, _ = _sizes(conn, shape)
     if dims is None:
         return
-    dtype = _row_type(int(dims), len(filters))
+    size = _row_type(int(dims), len(filters)).itemsize
+    raw = memoryview(bytearray(BLOCK_ROWS * size + len(TRAILER)))
+    block = Block(
+        0,
+        np.empty((BLOCK_ROWS, int(dims)), dtype=np.float32),
+        {name: np.empty(BLOCK_ROWS, dtype=np.int64) for name in filters},
+    )
     fields = sql.SQL(", ").join([shape.stored(), *(_label(f) for f in filters)])
     copy = sql.SQL("COPY (SELECT {f} FROM {t} WHERE {c} IS NOT NULL) TO STDOUT (FORMAT BINARY)")
     statement = copy.format(
@@ -188,18 +199,21 @@ def blocks(conn: psycopg.Connection, shape: Shape, filters: tuple[str, ...]) -> 
         raise PgcutoverError(
             f"COPY of {shape.qualified} did not return the binary format", "report this as a bug"
         )
-    extension = int.from_bytes(header[15:19], "big")
-    pending: list[Buffer] = [header[19 + extension :]]
-    start = 0
-    while True:
-        pending.extend(islice(messages, BLOCK_ROWS - len(pending)))
-        block = _parse(b"".join(pending), start, dtype, filters, shape)
-        if len(block.vectors):
-            yield block
-        if len(pending) < BLOCK_ROWS:
-            return
-        start += len(block.vectors)
-        pending = []
+    first = header[19 + int.from_bytes(header[15:19], "big") :]
+    raw[: len(first)] = first
+    end, full, start = len(first), BLOCK_ROWS * size, 0
+    try:
+        for message in messages:
+            if end >= full:
+                yield _parse(raw[:end], shape, filters, replace(block, start=start))
+                start, end = start + BLOCK_ROWS, 0
+            raw[end : end + len(message)] = message
+            end += len(message)
+    except ValueError:  # a row longer than the first overflows the buffer
+        raise _mixed(shape) from None
+    last = _parse(raw[:end], shape, filters, replace(block, start=start))
+    if len(last.vectors):
+        yield last
 
 
 def label_values(
