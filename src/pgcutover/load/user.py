@@ -43,6 +43,9 @@ from pgcutover.load.workload import Workload, build_workload, execute
 REQUEST_TYPE = "pg"
 #: libev's event masks for a socket watcher.
 READ, WRITE = 1, 2
+#: Without think time, a task sends requests back to back for this long: locust's task
+#: bookkeeping and its sleep(0) between tasks are paid once per burst, not per request.
+BURST_SECONDS = 0.05
 #: Seconds a user waits after a failed connection attempt before trying again.
 RETRY_SECONDS = 1.0
 
@@ -118,9 +121,14 @@ class PostgresUser(User):
         if workload is None:
             gevent.sleep(RETRY_SECONDS)
             return
-        shape, request = workload.pick(self.rng)
-        pgconn = self.conn.pgconn  # type: ignore[union-attr]
-        self._request(shape.name, execute, pgconn, request, self._wait, self.encoding)
+        burst = self.target.config.wait_seconds == 0
+        deadline = time.perf_counter() + BURST_SECONDS
+        while self.conn is not None:
+            shape, request = workload.pick(self.rng)
+            pgconn = self.conn.pgconn
+            self._request(shape.name, execute, pgconn, request, self._wait, self.encoding)
+            if not burst or time.perf_counter() >= deadline:
+                break
 
     def _workload(self) -> Workload | None:
         """Connect if needed; the first user of a process also samples the parameters."""
