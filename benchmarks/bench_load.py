@@ -23,22 +23,23 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import statistics
 import subprocess
 import tempfile
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from record import Record, load_average, server_versions
+import psutil
+from record import Record, client_cpu, load_average, server_cpu, server_versions
 
 from pgcutover.config import FIXTURES_DIR, OPTIONS, build_settings
 from pgcutover.dataset.embedder import Embedder
 from pgcutover.dataset.seed import seed
 from pgcutover.db import Endpoint, connection
 from pgcutover.load.config import LoadConfig, parse_config
-from pgcutover.load.runner import LoadPlan, run_locust
+from pgcutover.load.runner import LoadPlan, LocustRun
 from pgcutover.providers.embedded import NEWEST_FLAVOR, bin_dir, start_embedded
 
 DATABASE = "bench"
@@ -53,6 +54,7 @@ class Row:
     processes: int
     requests_per_second: float
     client_cpu_ms: float
+    server_cpu_ms: float
 
 
 def queries(endpoint: Endpoint) -> dict[str, str]:
@@ -107,26 +109,34 @@ def locust_config(query: str, clients: int, seconds: int) -> LoadConfig:
 
 def locust(
     endpoint: Endpoint, query: str, clients: int, seconds: int, workers: int, workdir: Path
-) -> float:
-    """locust's requests per second for the query (the ramp is one second)."""
+) -> tuple[float, int, float]:
+    """locust's requests per second and requests for the query (the ramp is one second),
+    and the CPU seconds its processes had used once every user was running (start-up, left
+    out of the cost per request)."""
     plan = LoadPlan(endpoint, locust_config(query, clients, seconds), source=True, workers=workers)
-    stats = run_locust(plan, workdir, f"bench-{workers}")
+    run = LocustRun(plan, workdir, f"bench-{workers}")
+    run.start()
+    run.wait_until_running()
+    startup = sum(sum(psutil.Process(p.pid).cpu_times()[:2]) for p in run.processes)
+    stats = run.wait()
     entry = stats.entries.get("bench")
     if entry is None:
         raise RuntimeError(f"locust sent no request in {seconds} s: run longer (--seconds)")
     if entry.failures:
         raise RuntimeError(f"locust saw {entry.failures} failures: {stats.top_errors()}")
-    return entry.requests_per_second
+    return entry.requests_per_second, entry.requests, startup
 
 
 #: (client, load-generating processes): pgbench, locust alone, locust master + 2 workers.
 CLIENTS = (("pgbench", 1), ("locust", 1), ("locust", 2))
 
 
-def children_cpu() -> float:
-    """CPU seconds used so far by finished child processes (pgbench, locust and workers)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _reaped(postmaster: psutil.Process, processes: int, timeout: float = 10.0) -> None:
+    """Wait until the run's backends have exited and been reaped, so that their CPU time
+    is counted in the postmaster's children's times."""
+    deadline = time.monotonic() + timeout
+    while len(postmaster.children()) > processes and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def run_once(
@@ -136,31 +146,45 @@ def run_once(
     processes: int,
     args: argparse.Namespace,
     workdir: Path,
-) -> tuple[float, float]:
-    """Requests per second, and client CPU milliseconds per request."""
-    before = children_cpu()
+    postmaster: psutil.Process,
+) -> tuple[float, float, float]:
+    """Requests per second, and client and server CPU milliseconds per request (the
+    client's start-up left out)."""
+    processes_before = len(postmaster.children())
+    client_before, server_before = client_cpu(), server_cpu([postmaster])
     if client == "pgbench":
         rate = pgbench(endpoint, query, args.clients, args.seconds, workdir)
+        requests, startup = rate * args.seconds, 0.0
     else:
         workers = 0 if processes == 1 else processes
-        rate = locust(endpoint, query, args.clients, args.seconds, workers, workdir)
-    return rate, (children_cpu() - before) * 1000 / (rate * args.seconds)
+        rate, requests, startup = locust(
+            endpoint, query, args.clients, args.seconds, workers, workdir
+        )
+    client = client_cpu() - client_before - startup
+    _reaped(postmaster, processes_before)
+    server = server_cpu([postmaster]) - server_before
+    return rate, client * 1000 / requests, server * 1000 / requests
 
 
-def measure(endpoint: Endpoint, args: argparse.Namespace, workdir: Path) -> list[Row]:
+def measure(
+    endpoint: Endpoint, args: argparse.Namespace, workdir: Path, postmaster: psutil.Process
+) -> list[Row]:
     """Every cell `repeats` times, interleaved so that a noisy neighbour hits all alike."""
     rows = []
     for name, query in queries(endpoint).items():
-        runs: dict[tuple[str, int], list[tuple[float, float]]] = {cell: [] for cell in CLIENTS}
+        runs: dict[tuple[str, int], list[tuple[float, float, float]]] = {
+            cell: [] for cell in CLIENTS
+        }
         for _ in range(args.repeats):
             for client, processes in CLIENTS:
                 runs[client, processes].append(
-                    run_once(endpoint, query, client, processes, args, workdir)
+                    run_once(endpoint, query, client, processes, args, workdir, postmaster)
                 )
         for (client, processes), results in runs.items():
-            rate = statistics.median(r for r, _ in results)
-            cpu = statistics.median(c for _, c in results)
-            rows.append(Row(name, client, processes, rate, cpu))
+            rate, client_ms, server_ms = (
+                statistics.median(column) for column in zip(*results, strict=True)
+            )
+            rows.append(Row(name, client, processes, rate, client_ms, server_ms))
     return rows
 
 
@@ -188,18 +212,19 @@ def print_table(
         f"\n{args.clients} concurrent clients, {args.seconds} s runs, median of {args.repeats}; "
         f"{os.cpu_count()} CPUs shared by the server, the client and anything else running "
         f"(load average now {load_average()}).\n"
-        "locust with 2 processes = a master and 2 worker processes. Client CPU includes "
-        "start-up (about 1 s of CPU for a locust process)."
+        "locust with 2 processes = a master and 2 worker processes. CPU per request: the "
+        "load generator's (its start-up left out) and the server's."
     )
     print(
         f"{'query':<20} {'client':<8} {'processes':>9} {'req/s':>9} {'/ pgbench':>10} "
-        f"{'client CPU ms/req':>18}"
+        f"{'client CPU ms/req':>18} {'server CPU ms/req':>18}"
     )
     for row in rows:
         ratio = row.requests_per_second / baseline[row.query]
         print(
             f"{row.query:<20} {row.client:<8} {row.processes:>9} "
             f"{row.requests_per_second:>9.0f} {ratio:>10.2f} {row.client_cpu_ms:>18.3f}"
+            f" {row.server_cpu_ms:>18.3f}"
         )
     for query, ratio in ratios.items():
         print(
@@ -235,7 +260,7 @@ def main() -> None:
             finally:
                 embedder.close()
             endpoint = server.endpoint.with_dbname(DATABASE)
-            rows = measure(endpoint, args, workdir)
+            rows = measure(endpoint, args, workdir, server.postmaster())  # type: ignore[arg-type]
             ratios = summary(rows)
             print_table(rows, ratios, args)
             with connection(endpoint, role="source") as conn:
