@@ -55,6 +55,7 @@ from pgcutover.checks.content import compare
 from pgcutover.checks.content.copyout import CopyOut
 from pgcutover.config import OPTIONS, Settings, build_settings
 from pgcutover.db import Endpoint, connect
+from pgcutover.inventory import discover
 from pgcutover.providers.embedded import EmbeddedServer, start_embedded
 
 DATABASE = "bench"
@@ -323,13 +324,15 @@ def main() -> None:
     try:
         for label in ("source", "target"):
             servers.append(start_embedded("pg18", base / label, f"bench {label} (PG18)"))
-        pair = Pair(*(server.endpoint.with_dbname(DATABASE) for server in servers))
+        source, target = (server.endpoint.with_dbname(DATABASE) for server in servers)
         started = time.perf_counter()
-        build(pair.source, pair.target, args.rows, args.vectors)
+        build(source, target, args.rows, args.vectors)
         seconds = time.perf_counter() - started
         print(f"built {args.rows} items + {args.vectors} chunks on each side in {seconds:.0f} s")
         values = {option.name: option.default for option in OPTIONS}
         settings = build_settings(values, migrate=None, allow_destructive=False, rootdir=base)
+        with connect(source, role="source") as conn:
+            pair = Pair(source, target, discover(conn, settings))
         timings = Timings([server.postmaster() for server in servers])  # type: ignore[misc]
         measure(pair, settings, args.rows, args.repeat, timings)
         tracked = ratios(timings.median)
