@@ -26,13 +26,20 @@ import re
 import statistics
 import subprocess
 import tempfile
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from record import Record, client_cpu, load_average, server_cpu, server_versions
+from record import (
+    Record,
+    backends,
+    client_cpu,
+    load_average,
+    server_cpu,
+    server_versions,
+    wait_reaped,
+)
 
 from pgcutover.config import FIXTURES_DIR, OPTIONS, build_settings
 from pgcutover.dataset.embedder import Embedder
@@ -131,14 +138,6 @@ def locust(
 CLIENTS = (("pgbench", 1), ("locust", 1), ("locust", 2))
 
 
-def _reaped(postmaster: psutil.Process, processes: int, timeout: float = 10.0) -> None:
-    """Wait until the run's backends have exited and been reaped, so that their CPU time
-    is counted in the postmaster's children's times."""
-    deadline = time.monotonic() + timeout
-    while len(postmaster.children()) > processes and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def run_once(
     endpoint: Endpoint,
     query: str,
@@ -150,7 +149,7 @@ def run_once(
 ) -> tuple[float, float, float]:
     """Requests per second, and client and server CPU milliseconds per request (the
     client's start-up left out)."""
-    processes_before = len(postmaster.children())
+    running = backends([postmaster])
     client_before, server_before = client_cpu(), server_cpu([postmaster])
     if client == "pgbench":
         rate = pgbench(endpoint, query, args.clients, args.seconds, workdir)
@@ -161,7 +160,7 @@ def run_once(
             endpoint, query, args.clients, args.seconds, workers, workdir
         )
     client = client_cpu() - client_before - startup
-    _reaped(postmaster, processes_before)
+    wait_reaped([postmaster], running)
     server = server_cpu([postmaster]) - server_before
     return rate, client * 1000 / requests, server * 1000 / requests
 

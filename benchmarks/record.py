@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 import psutil
 
 T = TypeVar("T")
+#: Seconds to wait for a method's server backends to exit before reading its CPU time.
+REAP_SECONDS = 10.0
 PACKAGES = ("numpy", "psycopg", "psycopg-binary", "xxhash", "locust", "reladiff", "pgvector")
 
 
@@ -128,6 +130,19 @@ def server_cpu(postmasters: list[psutil.Process]) -> float:
     return total
 
 
+def backends(postmasters: list[psutil.Process]) -> int:
+    """How many processes the servers run now."""
+    return sum(len(postmaster.children()) for postmaster in postmasters)
+
+
+def wait_reaped(postmasters: list[psutil.Process], running: int) -> None:
+    """Wait until the servers are back to `running` processes: backends that exited have
+    been reaped and their CPU time is in the postmasters' children's times."""
+    deadline = time.monotonic() + REAP_SECONDS
+    while backends(postmasters) > running and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 class Timings:
     """Wall seconds and CPU seconds (this process, its children and the servers) of each
     method, one entry per round; medians are what the benchmarks compare."""
@@ -141,10 +156,13 @@ class Timings:
         return client_cpu() + server_cpu(self.postmasters)
 
     def time(self, name: str, job: Callable[[], T]) -> T:
-        """Run `job` once as method `name`; its result."""
+        """Run `job` once as method `name`; its result. CPU is read once the job's backends
+        have exited and been reaped, so that it is counted for this method, not the next."""
+        running = backends(self.postmasters)
         cpu, started = self._cpu(), time.perf_counter()
         result = job()
         self.wall.setdefault(name, []).append(time.perf_counter() - started)
+        wait_reaped(self.postmasters, running)
         self.cpu.setdefault(name, []).append(self._cpu() - cpu)
         return result
 
