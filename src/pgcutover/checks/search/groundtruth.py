@@ -25,6 +25,7 @@ from psycopg import sql
 from pgcutover.checks.content.copyout import CopyOut
 from pgcutover.checks.search.shapes import Shape
 from pgcutover.errors import PgcutoverError
+from pgcutover.sessions import Session
 
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 #: The int16 -1 that ends a binary COPY stream.
@@ -173,7 +174,7 @@ def _parse(data: memoryview, shape: Shape, filters: tuple[str, ...], block: Bloc
     return Block(block.start, block.vectors[:count], labels)
 
 
-def blocks(conn: psycopg.Connection, shape: Shape, filters: tuple[str, ...]) -> Iterator[Block]:
+def blocks(conn: Session, shape: Shape, filters: tuple[str, ...]) -> Iterator[Block]:
     """Every vector of a shape's column (and its filter values' hashes), read once as one
     COPY BINARY stream, in blocks of BLOCK_ROWS rows. Each row is copied into one buffer as
     it arrives and the buffer parsed when full; the buffer and the block's arrays are reused,
@@ -241,9 +242,7 @@ def _grown(array: np.ndarray, rows: int) -> np.ndarray:
     return bigger
 
 
-def stream(
-    conn: psycopg.Connection, shape: Shape, filters: tuple[str, ...], digest: str = ""
-) -> Corpus:
+def stream(conn: Session, shape: Shape, filters: tuple[str, ...], digest: str = "") -> Corpus:
     """Every vector of a shape's column in memory, filled block by block into arrays sized
     from the planner's estimate; `digest` is the side's fingerprint when the caller computed
     one, kept with the corpus."""
