@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sqlite3
+import statistics
 import struct
 import tempfile
 import threading
@@ -294,13 +295,14 @@ def table(timings: Timings, tracked: dict[str, float]) -> str:
     floor_cpu = timings.median_cpu("floor")
     lines = [
         f"{'method':<11} {'median s':>9} {'best s':>8} {'/ floor':>8} {'/ stream':>8}"
-        f" {'CPU s':>7} {'CPU / floor':>11}",
+        f" {'CPU s':>7} {'CPU / floor':>11} {'client CPU s':>12}",
     ]
     for name, times in timings.wall.items():
         median, cpu = timings.median(name), timings.median_cpu(name)
+        client = statistics.median(timings.client[name])
         lines.append(
             f"{name:<11} {median:>9.2f} {min(times):>8.2f} {median / floor_s:>8.2f}"
-            f" {median / stream_s:>8.2f} {cpu:>7.2f} {cpu / floor_cpu:>11.2f}"
+            f" {median / stream_s:>8.2f} {cpu:>7.2f} {cpu / floor_cpu:>11.2f} {client:>12.2f}"
         )
     lines.append(f"load average now {load_average()}")
     lines += [

@@ -136,8 +136,8 @@ def measure(
         truth = timings.time("streamed", lambda: streamed(endpoint, queries))
         timings.time("in memory", lambda: in_memory(endpoint, queries))
         found = timings.time("exact SQL", lambda q=queries[part]: exact_sql(endpoint, q))
-        timings.wall["exact SQL"][-1] /= max(len(part), 1)
-        timings.cpu["exact SQL"][-1] /= max(len(part), 1)
+        for series in (timings.wall, timings.client, timings.server):
+            series["exact SQL"][-1] /= max(len(part), 1)
         sql_found.extend(found)
     return sql_found, truth  # type: ignore[return-value]
 

@@ -150,36 +150,43 @@ class Timings:
     def __init__(self, postmasters: list[psutil.Process]) -> None:
         self.postmasters = postmasters
         self.wall: dict[str, list[float]] = {}
-        self.cpu: dict[str, list[float]] = {}
-
-    def _cpu(self) -> float:
-        return client_cpu() + server_cpu(self.postmasters)
+        self.client: dict[str, list[float]] = {}
+        self.server: dict[str, list[float]] = {}
 
     def time(self, name: str, job: Callable[[], T]) -> T:
         """Run `job` once as method `name`; its result. CPU is read once the job's backends
         have exited and been reaped, so that it is counted for this method, not the next."""
         running = backends(self.postmasters)
-        cpu, started = self._cpu(), time.perf_counter()
+        client, server = client_cpu(), server_cpu(self.postmasters)
+        started = time.perf_counter()
         result = job()
         self.wall.setdefault(name, []).append(time.perf_counter() - started)
         wait_reaped(self.postmasters, running)
-        self.cpu.setdefault(name, []).append(self._cpu() - cpu)
+        self.client.setdefault(name, []).append(client_cpu() - client)
+        self.server.setdefault(name, []).append(server_cpu(self.postmasters) - server)
         return result
+
+    def cpu(self, name: str) -> list[float]:
+        """CPU seconds of every round: client and servers together."""
+        return [c + s for c, s in zip(self.client[name], self.server[name], strict=True)]
 
     def median(self, name: str) -> float:
         return statistics.median(self.wall[name])
 
     def median_cpu(self, name: str) -> float:
-        return statistics.median(self.cpu[name])
+        return statistics.median(self.cpu(name))
 
     def figures(self) -> dict[str, dict[str, Any]]:
-        """Per method: median and every round, wall and CPU."""
+        """Per method: median and every round, wall time and CPU time (client, servers)."""
         return {
             name: {
                 "median_s": self.median(name),
                 "runs_s": self.wall[name],
                 "median_cpu_s": self.median_cpu(name),
-                "runs_cpu_s": self.cpu[name],
+                "median_client_cpu_s": statistics.median(self.client[name]),
+                "median_server_cpu_s": statistics.median(self.server[name]),
+                "runs_client_cpu_s": self.client[name],
+                "runs_server_cpu_s": self.server[name],
             }
             for name in self.wall
         }
