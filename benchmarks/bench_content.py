@@ -11,16 +11,24 @@ when the cache is empty). Timed in the same run, both sides always read at once:
     reladiff     reladiff 0.6 (PyPI) hash-diff over every column, thread_count 2 per database
     hashtext     pgcopydb's `compare data` query, count(1) and md5 of sum(hashtext(row::text)),
                  per table, both tables and both sides at once
-    stream       pgcutover content check, stream mode (fixtures/content.toml defaults)
+    stream       pgcutover content check, stream mode (fixtures/content.toml defaults): both
+                 sides in physical order, rows hashed into key-hashed buckets
     bisect       pgcutover content check, bisect mode
     stream+10 / bisect+10   the same with 10 rows of `items` changed on the target: all 10 must
                  be named, nothing else
 
-    python benchmarks/bench_content.py [--rows 1000000] [--vectors 200000] [--repeat 3]
+    python benchmarks/bench_content.py [--rows 1000000] [--vectors 200000] [--repeat 5]
+        [--json PATH]
 
 Each method runs --repeat times, interleaved; the table shows the median and the fastest run,
-and ratios of medians. Building the databases takes a few minutes at full size. Numbers depend
-on the machine and on whatever else runs on it: say which when you quote one.
+ratios of medians, and the median CPU seconds the method cost this process and both servers
+together (less sensitive than wall time to what else runs on the machine). Goals: stream <=
+1.15x the floor, hashtext >= 2x and reladiff >= 3x the stream's time. `--json` writes the
+figures, the ratios (ratios.stream_to_floor, ratios.hashtext_to_stream,
+ratios.reladiff_to_stream ..., and the same on CPU time under ratios.cpu) and the machine's
+facts. Building the databases takes about a minute at full size. Numbers depend on the
+machine and on whatever else runs on it: say which (and the load average the JSON records)
+when you quote one.
 """
 
 from __future__ import annotations
@@ -41,17 +49,20 @@ from pathlib import Path
 import numpy as np
 import reladiff
 from psycopg import sql
+from record import Record, Timings, load_average, server_versions
 
 from pgcutover.checks.base import Pair
 from pgcutover.checks.content import compare
 from pgcutover.checks.content.copyout import CopyOut
 from pgcutover.config import OPTIONS, Settings, build_settings
 from pgcutover.db import Endpoint, connect
+from pgcutover.inventory import discover
 from pgcutover.providers.embedded import EmbeddedServer, start_embedded
 
 DATABASE = "bench"
 DIMENSIONS = 384
 CHANGED_ROWS = 10
+GOALS = {"stream_to_floor": 1.15, "hashtext_to_stream": 2.0, "reladiff_to_stream": 3.0}
 TABLES = {
     "items": ("account", "title", "body", "score", "created_at"),
     "chunks": ("item_id", "content", "embedding", "created_at"),
@@ -243,46 +254,61 @@ def change_rows(endpoint: Endpoint, ids: list[int], undo: bool) -> None:
         conn.execute(f"UPDATE items SET title = {new} WHERE id = ANY(%s)", (ids,))
 
 
-def timed(runs: dict[str, list[float]], name: str, job: Callable[[], object]) -> None:
-    started = time.perf_counter()
-    job()
-    runs.setdefault(name, []).append(time.perf_counter() - started)
-
-
-def measure(pair: Pair, settings: Settings, rows: int, repeat: int) -> dict[str, list[float]]:
+def measure(pair: Pair, settings: Settings, rows: int, repeat: int, timings: Timings) -> None:
+    """Every method once per round, in the same order each round."""
     stream_settings = replace(settings, content_mode="stream")
     bisect_settings = replace(settings, content_mode="bisect")
     changed = sorted(
         int(i) for i in np.random.default_rng(3).choice(rows, CHANGED_ROWS, replace=False) + 1
     )
-    runs: dict[str, list[float]] = {}
     for _ in range(repeat):
-        timed(runs, "floor", lambda: floor(pair, "pgcutover"))
-        timed(runs, "floor-pg", lambda: floor(pair, "psycopg"))
-        timed(runs, "stream", pgcutover(pair, stream_settings, set()))
-        timed(runs, "bisect", pgcutover(pair, bisect_settings, set()))
-        timed(runs, "hashtext", lambda: hashtext(pair))
-        timed(runs, "reladiff", lambda: with_reladiff(pair))
+        timings.time("floor", lambda: floor(pair, "pgcutover"))
+        timings.time("floor-pg", lambda: floor(pair, "psycopg"))
+        timings.time("stream", pgcutover(pair, stream_settings, set()))
+        timings.time("bisect", pgcutover(pair, bisect_settings, set()))
+        timings.time("hashtext", lambda: hashtext(pair))
+        timings.time("reladiff", lambda: with_reladiff(pair))
         change_rows(pair.target, changed, undo=False)
         try:
             expected = {str(i) for i in changed}
-            timed(runs, "stream+10", pgcutover(pair, stream_settings, expected))
-            timed(runs, "bisect+10", pgcutover(pair, bisect_settings, expected))
+            timings.time("stream+10", pgcutover(pair, stream_settings, expected))
+            timings.time("bisect+10", pgcutover(pair, bisect_settings, expected))
         finally:
             change_rows(pair.target, changed, undo=True)
-    return runs
 
 
-def table(runs: dict[str, list[float]]) -> str:
-    median = {name: statistics.median(times) for name, times in runs.items()}
+def ratios(median: Callable[[str], float]) -> dict[str, float]:
+    """The tracked ratios of medians (goals in GOALS) and the other modes' cost."""
+    return {
+        "stream_to_floor": median("stream") / median("floor"),
+        "hashtext_to_stream": median("hashtext") / median("stream"),
+        "reladiff_to_stream": median("reladiff") / median("stream"),
+        "bisect_to_floor": median("bisect") / median("floor"),
+        "stream_changed_to_floor": median("stream+10") / median("floor"),
+        "floor_psycopg_to_floor": median("floor-pg") / median("floor"),
+    }
+
+
+def table(timings: Timings, tracked: dict[str, float]) -> str:
+    """Medians of wall time (and of CPU time: client + both servers) per method."""
+    floor_s, stream_s = timings.median("floor"), timings.median("stream")
+    floor_cpu = timings.median_cpu("floor")
     lines = [
-        f"{'method':<11} {'median s':>9} {'best s':>8} {'/ floor':>8} {'/ stream':>8}",
+        f"{'method':<11} {'median s':>9} {'best s':>8} {'/ floor':>8} {'/ stream':>8}"
+        f" {'CPU s':>7} {'CPU / floor':>11} {'client CPU s':>12}",
     ]
-    for name, times in runs.items():
+    for name, times in timings.wall.items():
+        median, cpu = timings.median(name), timings.median_cpu(name)
+        client = statistics.median(timings.client[name])
         lines.append(
-            f"{name:<11} {median[name]:>9.2f} {min(times):>8.2f} "
-            f"{median[name] / median['floor']:>8.2f} {median[name] / median['stream']:>8.2f}"
+            f"{name:<11} {median:>9.2f} {min(times):>8.2f} {median / floor_s:>8.2f}"
+            f" {median / stream_s:>8.2f} {cpu:>7.2f} {cpu / floor_cpu:>11.2f} {client:>12.2f}"
         )
+    lines.append(f"load average now {load_average()}")
+    lines += [
+        f"{name}: {tracked[name]:.2f} (goal {'<=' if name == 'stream_to_floor' else '>='} {goal})"
+        for name, goal in GOALS.items()
+    ]
     return "\n".join(lines)
 
 
@@ -290,22 +316,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--vectors", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="write figures, ratios and machine facts here")
     args = parser.parse_args()
+    record = Record("content", {k: v for k, v in vars(args).items() if k != "json"})
     base = Path(tempfile.mkdtemp(prefix="bench-content-"))
     base.chmod(0o711)
     servers: list[EmbeddedServer] = []
     try:
         for label in ("source", "target"):
             servers.append(start_embedded("pg18", base / label, f"bench {label} (PG18)"))
-        pair = Pair(*(server.endpoint.with_dbname(DATABASE) for server in servers))
+        source, target = (server.endpoint.with_dbname(DATABASE) for server in servers)
         started = time.perf_counter()
-        build(pair.source, pair.target, args.rows, args.vectors)
+        build(source, target, args.rows, args.vectors)
         seconds = time.perf_counter() - started
         print(f"built {args.rows} items + {args.vectors} chunks on each side in {seconds:.0f} s")
         values = {option.name: option.default for option in OPTIONS}
         settings = build_settings(values, migrate=None, allow_destructive=False, rootdir=base)
-        print(table(measure(pair, settings, args.rows, args.repeat)))
+        with connect(source, role="source") as conn:
+            pair = Pair(source, target, discover(conn, settings))
+        timings = Timings([server.postmaster() for server in servers])  # type: ignore[misc]
+        measure(pair, settings, args.rows, args.repeat, timings)
+        tracked = ratios(timings.median)
+        print(table(timings, tracked))
+        with connect(pair.source, role="source") as conn:
+            versions = server_versions(conn)
+        record.write(
+            args.json,
+            servers={"source": versions, "target": versions},
+            figures=timings.figures(),
+            ratios={**tracked, "cpu": ratios(timings.median_cpu)},
+            goals=GOALS,
+            build_seconds=seconds,
+        )
     finally:
         for server in servers:
             server.stop()

@@ -10,7 +10,7 @@ caught up (`ready_seconds`, the phases the timing choice changes), and the initi
 The two timings alternate over --repeat rounds on the same servers, and the medians and their
 ratio are reported, so a shared machine's changing load hits both alike.
 
-    python benchmarks/bench_logical_indexes.py [--rows 5000] [--repeat 3]
+    python benchmarks/bench_logical_indexes.py [--rows 5000] [--repeat 3] [--json PATH]
 
 Numbers depend on the machine and on whatever else runs on it: say which when you quote one.
 """
@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from psycopg import sql
+from record import Record
 
 from pgcutover.config import OPTIONS, build_settings
 from pgcutover.dataset.embedder import Embedder
@@ -41,16 +42,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="write figures, ratios and machine facts here")
     args = parser.parse_args()
+    record = Record("logical_indexes", {k: v for k, v in vars(args).items() if k != "json"})
     folder = Path(tempfile.mkdtemp(prefix="pgcutover-bench-logical-"))
     folder.chmod(0o711)
     try:
-        measure(folder, args.rows, args.repeat)
+        timings = measure(folder, args.rows, args.repeat)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    medians = {t: statistics.median(timings[t]["ready"]) for t in INDEX_TIMINGS}
+    record.write(
+        args.json,
+        figures=timings,
+        ratios={"before_to_after": medians["before"] / medians["after"]},
+    )
 
 
-def measure(folder: Path, rows: int, repeat: int) -> None:
+def measure(folder: Path, rows: int, repeat: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds to a ready target and of the initial copy, per index timing and round."""
     values = {option.name: option.default for option in OPTIONS}
     timings: dict[str, dict[str, list[float]]] = {
         timing: {"ready": [], "copy": []} for timing in INDEX_TIMINGS
@@ -117,6 +127,7 @@ def measure(folder: Path, rows: int, repeat: int) -> None:
             f"(initial copy {statistics.median(timings[timing]['copy']):.2f} s)"
         )
     print(f"  before / after = {medians['before'] / medians['after']:.2f}")
+    return timings
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pgvector.psycopg import register_vector
 from helpers import TEST_ROWS, by_id, drop_database, execute, failed_ids, make_settings, pair_of
 from pgcutover.checks import content
 from pgcutover.checks.base import Pair
+from pgcutover.checks.content import stream
 from pgcutover.checks.content.diff import TableDiff
 from pgcutover.checks.content.sessions import SnapshotError
 from pgcutover.db import Endpoint, connect
@@ -27,13 +28,13 @@ CHUNKS = "content.public.vector_embeddings"
 _names = itertools.count()
 
 
-def content_settings(tmp_path, mode: str, connections: int = 1):
-    """Small ranges and a low bisection threshold, so that both modes split and recurse
-    even on the test database's 1,500 chunks. One connection per side by default, so that
-    the connection that located a difference goes on to read the next ranges."""
+def content_settings(tmp_path, mode: str, connections: int = 1, rows_per_bucket: int = 20):
+    """Small ranges and buckets and a low bisection threshold, so that both modes split and
+    recurse even on the test database's 1,500 chunks. One connection per side by default, so
+    that the connection that located a difference goes on to read the next ranges."""
     (tmp_path / "targets.toml").write_text(
         f'[content]\nmode = "{mode}"\nsegments = 4\nmin_segment_rows = 100\n'
-        f"connections = {connections}\n"
+        f"connections = {connections}\nrows_per_bucket = {rows_per_bucket}\n"
         "bisect_rows = 50\nbisect_factor = 4\nmax_keys_reported = 5\n"
     )
     return make_settings(tmp_path)
@@ -88,7 +89,7 @@ def test_faithful_copy_passes(pair, tmp_path, mode):
     assert {CHUNKS, "content.auth.users", "content.public.documents"} <= ids
     chunks = by_id(results)[CHUNKS]
     assert chunks.details["rows"]["source"] == chunks.details["rows"]["target"] > 0
-    assert chunks.details["ranges"] >= 4
+    assert chunks.details["buckets" if mode == "stream" else "ranges"] >= 4
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -101,8 +102,10 @@ def test_changed_text_in_one_row(pair, tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_differences_in_several_ranges_are_all_located(pair, tmp_path, mode):
-    """Each differing range is read again on the same connection as the others."""
+def test_differences_in_several_ranges_are_all_located(pair, tmp_path, mode, monkeypatch):
+    """Each differing range (each differing bucket, read again on its own) is read again on
+    the same connection as the others."""
+    monkeypatch.setattr(stream, "REREAD_ROWS", 1)
     first, last = one_chunk_id(pair.target, 0), one_chunk_id(pair.target, TEST_ROWS - 1)
     execute(
         pair.target,
@@ -157,6 +160,35 @@ def test_permuted_vector(pair, tmp_path, mode):
     permuted[[0, 1]] = vector[[1, 0]]
     assert sorted(permuted) == sorted(vector) and not np.array_equal(permuted, vector)
     assert_vector_change_named(pair, tmp_path, mode, chunk, permuted)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_null_key_on_a_target_that_lost_its_primary_key(pair, tmp_path, mode):
+    chunk = one_chunk_id(pair.target, 4)
+    execute(pair.target, "ALTER TABLE vector_embeddings DROP CONSTRAINT vector_embeddings_pkey")
+    execute(pair.target, "ALTER TABLE vector_embeddings ALTER COLUMN id DROP NOT NULL")
+    execute(pair.target, "UPDATE vector_embeddings SET id = NULL WHERE id = %s", (chunk,))
+    chunks = by_id(content.check(pair, content_settings(tmp_path, mode)))[CHUNKS]
+    assert chunks.status == "fail"
+    assert chunks.details["keys"]["only_on_source"] == [{"id": chunk}]
+    if mode == "stream":  # bisect ranges select keys by value: a NULL key is in none
+        assert chunks.details["keys"]["only_on_target"] == [{"id": "NULL"}]
+
+
+def test_more_buckets_than_a_byte_holds_locate_a_change(pair, tmp_path):
+    """One row per bucket: a table of 1,500 rows gets 2,048 buckets, sent in two bytes."""
+    chunk = one_chunk_id(pair.target, 11)
+    execute(pair.target, "UPDATE vector_embeddings SET content = '' WHERE id = %s", (chunk,))
+    results = content.check(pair, content_settings(tmp_path, "stream", rows_per_bucket=1))
+    assert_only_failure(results, CHUNKS, "changed", {"id": chunk})
+    details = by_id(results)[CHUNKS].details
+    assert (details["buckets"], details["differing_buckets"]) == (2048, 1)
+
+
+def test_buckets_are_powers_of_two_up_to_65536():
+    assert stream.bucket_count(1_000_000, 4096) == 256
+    assert stream.bucket_count(0, 4096) == 1
+    assert stream.bucket_count(10**12, 1) == 65536
 
 
 def test_dropped_column_and_missing_table_fail(pair, tmp_path):

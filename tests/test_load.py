@@ -6,11 +6,13 @@ source."""
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from helpers import by_id, execute, failed_ids, make_settings
@@ -19,8 +21,8 @@ from pgcutover.config import Settings
 from pgcutover.db import Endpoint, connection
 from pgcutover.errors import ConfigError
 from pgcutover.inventory import Inventory
-from pgcutover.load import during_dump, slo
-from pgcutover.load.config import LoadConfig, load_config
+from pgcutover.load import during_dump, slo, workload
+from pgcutover.load.config import LoadConfig, Shape, load_config
 from pgcutover.load.runner import LOCUSTFILE, LoadPlan, run_locust
 
 CHUNKS = "public.vector_embeddings.embedding"
@@ -86,6 +88,34 @@ def test_faithful_target_meets_service_levels_and_writes_only_there(
     assert count_rows(pair.target, "query_log") > log_rows[1]
     assert all(path.stat().st_size > 0 for path in artefacts.values())
     assert set(artefacts) == {"locust report (source)", "locust report (target)"}
+
+
+def test_requests_are_bound_once_and_sent_as_the_server_expects(seeded_source: Endpoint) -> None:
+    """Named placeholders become $n (a repeated name keeps its number, %% stays a percent
+    sign), values are dumped once; a failing request raises the server's own error and
+    leaves the connection usable."""
+    shape = Shape(
+        "bound",
+        "SELECT 1 FROM generate_series(1, %(n)s) WHERE %(a)s::int + %(a)s::int = 42"
+        " AND %(b)s = 'x' AND '100%%' = '100' || '%%' AND %(k)s = 7",
+        constants={"k": 7},
+    )
+    with connection(seeded_source, role="source") as conn:
+        (request,) = workload.bind(conn, shape, [{"a": 21, "b": "x", "n": 3}])
+        assert request.query == (
+            b"SELECT 1 FROM generate_series(1, $1) WHERE $2::int + $2::int = 42"
+            b" AND $3 = 'x' AND '100%' = '100' || '%' AND $4 = 7"
+        )
+        socket = conn.pgconn.socket
+
+        def wait(writing: bool) -> None:
+            select.select([] if writing else [socket], [socket] if writing else [], [])
+
+        assert workload.execute(conn.pgconn, request, wait, "utf-8") == 3
+        (failing,) = workload.bind(conn, Shape("failing", "SELECT 1 / %(z)s"), [{"z": 0}])
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            workload.execute(conn.pgconn, failing, wait, "utf-8")
+        assert workload.execute(conn.pgconn, request, wait, "utf-8") == 3
 
 
 def test_statement_delay_fails_p95(target_copy: Endpoint, inventory: Inventory, tmp_path: Path):

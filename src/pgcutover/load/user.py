@@ -4,6 +4,11 @@ options, and per-worker request counts for distributed runs.
 Imported only inside a locust process. locust is imported first on purpose: its gevent
 monkey-patching of `select` must happen before psycopg loads, or one slow query blocks
 every simulated user (ENVIRONMENT.md).
+
+A request is cheap for the client (measured against pgbench in benchmarks/bench_load.py):
+it is sent pre-bound (workload.py), its socket is waited on through two gevent watchers the
+user keeps for its connection (psycopg's own wait builds a poll object, its watchers and a
+timeout on every wait), and only its row count comes back into Python.
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ from pgcutover.load.stats import SUMMARY_SUFFIX
 from pgcutover.load.workload import Workload, build_workload, execute
 
 REQUEST_TYPE = "pg"
+#: libev's event masks for a socket watcher.
+READ, WRITE = 1, 2
+#: Without think time, a task sends requests back to back for this long: locust's task
+#: bookkeeping and its sleep(0) between tasks are paid once per burst, not per request.
+BURST_SECONDS = 0.05
 #: Seconds a user waits after a failed connection attempt before trying again.
 RETRY_SECONDS = 1.0
 
@@ -83,6 +93,8 @@ class PostgresUser(User):
         missing on a worker machine) is reported as a failed `setup` and ends this user."""
         self.rng = random.Random()
         self.conn: psycopg.Connection | None = None
+        self.watchers: tuple[Any, Any] | None = None
+        self.fire = self.environment.events.request.fire
         if not self._request("setup", self._resolve):
             raise StopUser()
 
@@ -91,6 +103,10 @@ class PostgresUser(User):
         return 0
 
     def on_stop(self) -> None:
+        if self.watchers is not None:
+            for watcher in self.watchers:
+                watcher.close()
+            self.watchers = None
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -105,9 +121,14 @@ class PostgresUser(User):
         if workload is None:
             gevent.sleep(RETRY_SECONDS)
             return
-        shape, parameters = workload.pick(self.rng)
-        conn = self.conn
-        self._request(shape.name, lambda: execute(conn, shape, parameters))  # type: ignore[arg-type]
+        burst = self.target.config.wait_seconds == 0
+        deadline = time.perf_counter() + BURST_SECONDS
+        while self.conn is not None:
+            shape, request = workload.pick(self.rng)
+            pgconn = self.conn.pgconn
+            self._request(shape.name, execute, pgconn, request, self._wait, self.encoding)
+            if not burst or time.perf_counter() >= deadline:
+                break
 
     def _workload(self) -> Workload | None:
         """Connect if needed; the first user of a process also samples the parameters."""
@@ -125,26 +146,34 @@ class PostgresUser(User):
         self.conn = connect(
             self.target.endpoint, role=self.target.role, options=self.target.session_options
         )
+        self.encoding = self.conn.info.encoding
+        loop = gevent.get_hub().loop
+        socket = self.conn.pgconn.socket
+        self.watchers = (loop.io(socket, READ), loop.io(socket, WRITE))
         return 0
+
+    def _wait(self, writing: bool) -> None:
+        """Block this user (not the process) until its socket is writable or readable."""
+        gevent.get_hub().wait(self.watchers[writing])  # type: ignore[index]
 
     def _sample(self) -> int:
         workload = build_workload(self.target.config, self.conn, writes=self.target.writes)  # type: ignore[arg-type]
         _process["workload"] = workload
-        return sum(len(rows) for rows in workload.parameters)
+        return sum(len(requests) for requests in workload.requests)
 
-    def _request(self, name: str, run: Callable[[], int]) -> bool:
-        """Time `run`, report it to locust's statistics with its real error; a broken
+    def _request(self, name: str, run: Callable[..., int], *args: Any) -> bool:
+        """Time `run(*args)`, report it to locust's statistics with its real error; a broken
         connection is dropped so the next request reconnects."""
         started = time.perf_counter()
         error: Exception | None = None
         rows = 0
         try:
-            rows = run()
+            rows = run(*args)
         except (psycopg.Error, PgcutoverError) as caught:
             error = caught
             if self.conn is not None and (self.conn.closed or self.conn.broken):
                 self.on_stop()
-        self.environment.events.request.fire(
+        self.fire(
             request_type=REQUEST_TYPE,
             name=name,
             response_time=(time.perf_counter() - started) * 1000,

@@ -10,14 +10,16 @@ returns. The target is then compared with the source as it was at that instant, 
 written since. Without it, each side is read at one snapshot taken when the comparison starts.
 
 Two modes (fixtures/content.toml `mode`, or --content-mode): `stream` moves every row to this
-machine and compares there (stream.py), `bisect` moves only range checksums computed by each
-server (bisect.py). A difference always fails its table's check; a table that cannot be
-compared is `unknown`, never a pass.
+machine in physical order and compares key-hashed buckets there (stream.py), `bisect` moves
+only range checksums computed by each server (bisect.py). A difference always fails its
+table's check; a table that cannot be compared is `unknown`, never a pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from typing import TypeVar
 
 from pgcutover.checks.base import CheckResult, Pair, guarded
 from pgcutover.checks.content import generated, report, stream
@@ -25,12 +27,14 @@ from pgcutover.checks.content.bisect import MULTISET, SUMMARY, Bisection, Probe,
 from pgcutover.checks.content.diff import TableDiff
 from pgcutover.checks.content.hashing import Summary
 from pgcutover.checks.content.options import ContentOptions
-from pgcutover.checks.content.segments import Segment, initial_segments
+from pgcutover.checks.content.segments import estimated_rows, initial_segments
 from pgcutover.checks.content.sessions import Pairs, Side
 from pgcutover.checks.content.tables import Shape, TablePlan, plan, shapes
 from pgcutover.config import Settings
 
 __all__ = ["check", "compare"]
+
+Task = TypeVar("Task")
 
 
 def check(pair: Pair, settings: Settings) -> list[CheckResult]:
@@ -56,7 +60,7 @@ def compare(
         multisets: dict[str, tuple[Summary, Summary]] = {}
         bisection = Bisection(options, diffs, multisets)
 
-        def failed(task: stream.Range | Probe, error: BaseException) -> None:
+        def failed(task: stream.Scan | stream.Reread | Probe, error: BaseException) -> None:
             errors.setdefault(task.plan.qualified, error)
             diffs.pop(task.plan.qualified, None)
 
@@ -64,43 +68,49 @@ def compare(
         Pairs(source, target, ask, bisection.settle, failed, window).run(
             Probe(p, MULTISET) for p in plans if not p.key
         )
-        ranges = _ranges(source, keyed, options, errors, diffs)
         if options.mode == "stream":
-            settle = partial(stream.settle_range, diffs)
-            Pairs(source, target, stream.read_range, settle, failed, window).run(
-                stream.Range(p, segment) for p, segment in ranges
+
+            def scans(table: TablePlan) -> list[stream.Scan]:
+                rows = estimated_rows(source.anchor, table)  # type: ignore[arg-type]
+                return [stream.Scan(table, stream.bucket_count(rows, options.rows_per_bucket))]
+
+            Pairs(source, target, stream.read, stream.Buckets(diffs).settle, failed, window).run(
+                _first_tasks(keyed, scans, errors, diffs)
             )
         else:
+
+            def ranges(table: TablePlan) -> list[Probe]:
+                segments = initial_segments(
+                    source.anchor,  # type: ignore[arg-type]
+                    table,
+                    options.segments,
+                    options.min_segment_rows,
+                )
+                return [Probe(table, SUMMARY, segment) for segment in segments]
+
             Pairs(source, target, ask, bisection.settle, failed, window).run(
-                Probe(p, SUMMARY, segment) for p, segment in ranges
+                _first_tasks(keyed, ranges, errors, diffs)
             )
     results = _results(pair, options, on_source, on_target, plans, diffs, multisets, errors)
     return results + generated.compare(pair, plans)
 
 
-def _ranges(
-    source: Side,
+def _first_tasks(
     keyed: list[TablePlan],
-    options: ContentOptions,
+    make: Callable[[TablePlan], list[Task]],
     errors: dict[str, BaseException],
     diffs: dict[str, TableDiff],
-) -> list[tuple[TablePlan, Segment]]:
-    """Every keyed table's initial ranges, bounds sampled on the source."""
-    ranges = []
+) -> list[Task]:
+    """Every keyed table's first tasks; a table whose tasks cannot be planned is reported
+    as unknown."""
+    tasks: list[Task] = []
     for table in keyed:
         try:
-            segments = initial_segments(
-                source.anchor,  # type: ignore[arg-type]
-                table,
-                options.segments,
-                options.min_segment_rows,
-            )
+            tasks.extend(make(table))
         except Exception as error:  # reported as this table's unknown result
             errors[table.qualified] = error
             diffs.pop(table.qualified, None)
-            continue
-        ranges.extend((table, segment) for segment in segments)
-    return ranges
+    return tasks
 
 
 def _results(

@@ -36,6 +36,13 @@ class TableDiff:
         self.segments += 1
         self.rows_source += len(source)
         self.rows_target += len(target)
+        self.differing_segments += self.keys(source, target)
+
+    def keys(
+        self, source: Mapping[Hashable, Hashable], target: Mapping[Hashable, Hashable]
+    ) -> bool:
+        """Record the keys of rows read again on both sides that differ (key -> row hash);
+        True when any does. Rows are counted elsewhere."""
         differs = False
         for key, digest in source.items():
             other = target.get(key)
@@ -49,7 +56,12 @@ class TableDiff:
             if key not in source:
                 self.only_target[key] = digest
                 differs = True
-        self.differing_segments += differs
+        return differs
+
+    def compared(self, units: int, differing: int) -> None:
+        """Units (ranges or buckets) compared whole, of which `differing` differ."""
+        self.segments += units
+        self.differing_segments += differing
 
     def settle(self) -> None:
         """Pair keys seen only on the source in one range and only on the target in another."""

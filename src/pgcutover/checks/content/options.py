@@ -22,6 +22,7 @@ class ContentOptions:
     max_keys_reported: int
     bisect_factor: int
     bisect_rows: int
+    rows_per_bucket: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ContentOptions:
@@ -41,6 +42,7 @@ class ContentOptions:
             max_keys_reported=_at_least(section, "max_keys_reported", 0),
             bisect_factor=_at_least(section, "bisect_factor", 2),
             bisect_rows=_at_least(section, "bisect_rows", 1),
+            rows_per_bucket=_at_least(section, "rows_per_bucket", 1),
         )
 
 

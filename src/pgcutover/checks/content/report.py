@@ -26,6 +26,9 @@ KEYLESS_NOTE = (
     "the rows cannot be located; add a primary key to locate differences"
 )
 
+#: What a mode compares whole before reading rows again: key-hashed buckets or key ranges.
+UNITS = {"stream": "buckets", "bisect": "ranges"}
+
 
 def check_id(qualified: str) -> str:
     return f"content.{qualified}"
@@ -79,6 +82,7 @@ def keyed(
             f"columns on one side only: source {list(plan.only_on_source)}, "
             f"target {list(plan.only_on_target)}"
         )
+    unit = UNITS[mode]
     ok = not parts
     if ok:
         message = f"{name}: all {diff.rows_source} rows identical (key {', '.join(plan.key)})"
@@ -99,8 +103,8 @@ def keyed(
             "counts": counts,
             "keys": kinds,
             "keys_listed_per_kind": limit,
-            "ranges": diff.segments,
-            "differing_ranges": diff.differing_segments,
+            unit: diff.segments,
+            f"differing_{unit}": diff.differing_segments,
             "columns": _columns(plan),
         },
     )

@@ -78,7 +78,7 @@ def between(bounds: list[Key], lo: Key | None = None, hi: Key | None = None) -> 
     return [Segment(a, b) for a, b in itertools.pairwise(edges)]
 
 
-def _estimated_rows(conn: psycopg.Connection, plan: TablePlan) -> int:
+def estimated_rows(conn: psycopg.Connection, plan: TablePlan) -> int:
     """pg_class's estimate, or an exact count for a table never analysed."""
     if plan.estimated_rows >= 0:
         return int(plan.estimated_rows)
@@ -95,7 +95,7 @@ def initial_segments(
     Large tables are sampled by page (TABLESAMPLE SYSTEM): cheap, and bounds need only be
     roughly even; any bounds give a correct comparison.
     """
-    rows = _estimated_rows(conn, plan)
+    rows = estimated_rows(conn, plan)
     count = max(1, min(segments, rows // min_rows))
     if count == 1:
         return [Segment()]

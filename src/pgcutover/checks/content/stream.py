@@ -1,26 +1,30 @@
-"""Stream mode: both servers send every row of each key range, ordered by key, as binary COPY;
-this machine compares the two streams.
+"""Stream mode: both servers send every row of a table in physical order (one sequential
+scan per table and side, the cheapest read a server has, through its ring buffer so that the
+shared buffers of a live source are not flushed; tables are read in parallel) as binary COPY,
+and this machine sorts the rows into buckets by a hash of their key and compares the buckets.
+
+Each server computes, per row, its bucket: a hash of the key's text (hashtextextended, stable
+across versions and independent of collation under COLLATE "C") masked to a power of two,
+sent as the row's first field. This machine adds each row's xxh3-128 to its bucket's exact
+sum, so memory grows with the number of buckets, never with rows, and the order rows arrive
+in does not matter: each side scans its own heap in its own order.
+Equal sums mean an equal bucket: a changed, missing or extra row shifts its bucket's sum by a
+random 128-bit amount, so different content looks equal with probability about 2**-128 per
+bucket. Only the rows of differing buckets are read again (a filtered scan on each server),
+hashed row by row and joined by key, which names the keys only on one side or changed.
 
 Binary COPY carries every float's exact bits, a NULL as length -1 (distinct from any value,
 including an empty one), and pgvector's binary form is the dimension count then the floats in
-order: a 1e-7 change, a permutation of a vector and a NULL vector all change the bytes. Each
-range's stream is hashed as it arrives with xxh3-128, in blocks of BLOCK_ROWS rows, keeping
-only the blocks' hashes and the key of each block's first row: reading costs little more
-than discarding. Equal block hashes mean an equal range. Where blocks differ, only the rows
-from the last equal block before them to the first equal block after them are read again
-(from the same snapshots), row by row: each row is hashed with xxh3-128 and the two sides are
-joined by key. A 128-bit hash lets different content look equal with probability 2**-128 per
-comparison; over a billion blocks or rows that is below 1e-29, far below the rate of
-undetected hardware errors.
-
-The PostgreSQL protocol sends each row of COPY TO as one CopyData message ("always one per
-row"); the binary header rides in the first message and the trailer (-1) in the last.
+order: a 1e-7 change, a permutation of a vector and a NULL vector all change the bytes. The
+PostgreSQL protocol sends each row of COPY TO as one CopyData message ("always one per row");
+the binary header rides in the first message and the trailer (-1) in the last.
 """
 
 from __future__ import annotations
 
+import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -30,42 +34,64 @@ from psycopg.abc import Buffer
 
 from pgcutover.checks.content.copyout import CopyOut
 from pgcutover.checks.content.diff import TableDiff
-from pgcutover.checks.content.segments import Segment, key_list, predicate
-from pgcutover.checks.content.tables import TablePlan
+from pgcutover.checks.content.tables import Planned, TablePlan
 from pgcutover.sessions import Session
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 HEADER = struct.Struct(">11sii")
 FIELD_COUNT = struct.Struct(">h")
 FIELD_LENGTH = struct.Struct(">i")
-#: Rows hashed together: the unit a difference is narrowed down to before rows are read again.
-BLOCK_ROWS = 256
-#: Key types whose binary value psycopg turns into a Python value that becomes the very same
-#: value again as a literal (bool, bytea, name, integers, text, oid, floats, char, varchar,
-#: date, timestamps, numeric, uuid). A stretch bound must be exact, or a difference could fall
-#: outside it; keys of other types fall back to reading the whole range again.
-EXACT_KEY_OIDS = frozenset(
-    {16, 17, 19, 20, 21, 23, 25, 26, 700, 701, 1042, 1043, 1082, 1114, 1184, 1700, 2950}
-)
+TRAILER = b"\xff\xff"
+#: A table has at most this many buckets: the bucket travels in the last two bytes of an int4.
+MAX_BUCKETS = 1 << 16
+#: Up to this many buckets, the bucket is the int4's last byte (one index per row, not three).
+BYTE_BUCKETS = 1 << 8
+#: Offset of the bucket's last byte in a row: field count (2), field length (4), int4 (4).
+BUCKET_LOW = 9
+#: Rows (estimated) read again per query when buckets differ: bounds the memory of locating.
+REREAD_ROWS = 100_000
+#: Key types hashed by their own extended hash function (as hash partitioning does: stable
+#: across versions); other keys hash their text. Converting a bigint to text costs the server
+#: about as much as sending it.
+KEY_HASHES = {
+    20: "hashint8extended",
+    23: "hashint4extended",
+    21: "hashint2extended",
+    2950: "uuid_hash_extended",
+}
 
 
 @dataclass(frozen=True)
-class Range:
-    """One key range of one table, read on both sides; `rows` asks for row hashes by key."""
+class Scan:
+    """A whole table, read on both sides and hashed into `buckets` buckets."""
 
     plan: TablePlan
-    segment: Segment
-    rows: bool = False
+    buckets: int
 
 
 @dataclass(frozen=True)
-class RangeHash:
-    """What one side sent for a range: per block of BLOCK_ROWS rows its xxh3-128 and the key
-    of its first row (None where a block holds no row), and COPY's row count."""
+class Reread:
+    """The rows of some differing buckets of a table, to be hashed one by one and joined by
+    key."""
 
-    blocks: list[bytes]
-    first_keys: list[bytes | None]
-    count: int
+    plan: TablePlan
+    buckets: int
+    wanted: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Sums:
+    """What one side sent for a table: per bucket, the exact sum of its rows' xxh3-128, and
+    COPY's row count."""
+
+    sums: list[int]
+    rows: int
+
+
+def bucket_count(rows: int, rows_per_bucket: int) -> int:
+    """The power of two giving about `rows_per_bucket` rows per bucket, 1 to MAX_BUCKETS."""
+    wanted = max(1, math.ceil(rows / rows_per_bucket))
+    return min(MAX_BUCKETS, 1 << (wanted - 1).bit_length())
 
 
 def select_list(plan: TablePlan, side: str) -> sql.Composable:
@@ -78,33 +104,111 @@ def select_list(plan: TablePlan, side: str) -> sql.Composable:
     )
 
 
-def copy_statement(plan: TablePlan, side: str, segment: Segment) -> sql.Composable:
-    """The range's rows, key columns first, in key order, as binary COPY."""
-    return sql.SQL(
-        "COPY (SELECT {} FROM ONLY {} WHERE {} ORDER BY {}) TO STDOUT (FORMAT BINARY)"
-    ).format(
-        select_list(plan, side), plan.identifier, predicate(plan, side, segment), key_list(plan)
+def _key_hash(column: Planned, seed: int) -> sql.Composable:
+    """One key column's 64-bit hash: its type's own hash function, or its text's."""
+    function = KEY_HASHES.get(column.wire_oid)
+    if function is None:
+        return sql.SQL('hashtextextended({}::text COLLATE "C", {})').format(
+            sql.Identifier(column.name), sql.Literal(seed)
+        )
+    return sql.SQL("{}({}, {})").format(
+        sql.SQL(function), sql.Identifier(column.name), sql.Literal(seed)
     )
 
 
-def read_range(conn: Session, side: str, task: Range) -> RangeHash | dict[bytes, bytes]:
-    """Receive one range: its block hashes, or (for `task.rows`) its rows' hashes by key."""
-    copy = CopyOut(conn, copy_statement(task.plan, side, task.segment))
-    if task.rows:
-        return row_hashes(copy, task.plan)
-    blocks: list[bytes] = []
-    first_keys: list[bytes | None] = []
+def bucket_of(plan: TablePlan, buckets: int) -> sql.Composable:
+    """A row's bucket (bigint), the same on every server for the same key values: each key
+    column hashed with its own seed, combined by XOR, masked. A NULL key (possible only on
+    a target that lost its NOT NULL) falls in bucket 0, so that it is read again and named."""
+    hashes = sql.SQL(" # ").join(
+        _key_hash(column, seed) for seed, column in enumerate(plan.key_columns())
+    )
+    return sql.SQL("coalesce(({}) & {}, 0)").format(hashes, sql.Literal(buckets - 1))
+
+
+def scan_statement(plan: TablePlan, side: str, task: Scan) -> sql.Composable:
+    """The table's rows in physical order, each led by its bucket, as binary COPY."""
+    return sql.SQL("COPY (SELECT {}::int4, {} FROM ONLY {}) TO STDOUT (FORMAT BINARY)").format(
+        bucket_of(plan, task.buckets), select_list(plan, side), plan.identifier
+    )
+
+
+def reread_statement(plan: TablePlan, side: str, task: Reread) -> sql.Composable:
+    """The rows of the wanted buckets, key columns first, as binary COPY."""
+    wanted = sql.Literal("{" + ",".join(map(str, task.wanted)) + "}")
+    return sql.SQL(
+        "COPY (SELECT {} FROM ONLY {} WHERE {} = ANY({}::bigint[])) TO STDOUT (FORMAT BINARY)"
+    ).format(select_list(plan, side), plan.identifier, bucket_of(plan, task.buckets), wanted)
+
+
+def read(conn: Session, side: str, task: Scan | Reread) -> Sums | dict[bytes, bytes]:
+    """One side's answer: a table's bucket sums, or the wanted buckets' rows by key."""
+    if isinstance(task, Reread):
+        return row_hashes(CopyOut(conn, reread_statement(task.plan, side, task)), task.plan)
+    copy = CopyOut(conn, scan_statement(task.plan, side, task))
+    sums = [0] * task.buckets
     messages = iter(copy)
-    block = xxhash.xxh3_128()
-    update = block.update
-    for number, message in enumerate(messages):
-        first_keys.append(_key(message, number == 0, task.plan))
-        update(message)
-        for _, message in zip(range(BLOCK_ROWS - 1), messages, strict=False):
-            update(message)
-        blocks.append(block.digest())
-        block.reset()
-    return RangeHash(blocks, first_keys, copy.rows)
+    first = next(messages)
+    start = _row_start(first, True)
+    if start is not None:
+        row = first[start:]
+        sums[(row[BUCKET_LOW - 1] << 8) | row[BUCKET_LOW]] += xxhash.xxh3_128_intdigest(row)
+    _fold(messages, sums, task.buckets <= BYTE_BUCKETS)
+    return Sums(sums, copy.rows)
+
+
+def _fold(messages: Iterator[Buffer], sums: list[int], byte: bool) -> None:
+    """Add every remaining row's xxh3-128 to its bucket's sum, up to the trailer: the one
+    message too short to hold a bucket, after which the stream must end. The loop is the
+    client's whole per-row cost, so it does nothing else (one or three indexings per row)."""
+    digest = xxhash.xxh3_128_intdigest
+    message: Buffer = b""
+    try:
+        if byte:
+            for message in messages:
+                sums[message[BUCKET_LOW]] += digest(message)
+        else:
+            for message in messages:
+                sums[(message[BUCKET_LOW - 1] << 8) | message[BUCKET_LOW]] += digest(message)
+    except IndexError:
+        if bytes(message) != TRAILER or next(messages, None) is not None:
+            raise ValueError("the server sent a row too short to hold its bucket") from None
+
+
+@dataclass
+class Buckets:
+    """Settles tables: compares their buckets and asks for the rows of the differing ones, in
+    groups of about REREAD_ROWS rows."""
+
+    diffs: dict[str, TableDiff]
+
+    def settle(
+        self,
+        task: Scan | Reread,
+        source: Sums | dict[bytes, bytes],
+        target: Sums | dict[bytes, bytes],
+    ) -> Iterable[Reread]:
+        """(A table whose diff is gone has failed; its remaining tasks are skipped.)"""
+        diff = self.diffs.get(task.plan.qualified)
+        if diff is None:
+            return ()
+        if isinstance(task, Reread):
+            diff.keys(source, target)  # type: ignore[arg-type]
+            return ()
+        return self._scanned(diff, task, source, target)  # type: ignore[arg-type]
+
+    def _scanned(self, diff: TableDiff, task: Scan, source: Sums, target: Sums) -> list[Reread]:
+        diff.rows_source += source.rows
+        diff.rows_target += target.rows
+        pairs = enumerate(zip(source.sums, target.sums, strict=True))
+        differing = [bucket for bucket, (mine, theirs) in pairs if mine != theirs]
+        diff.compared(task.buckets, len(differing))
+        rows = max(source.rows, target.rows)
+        group = max(1, REREAD_ROWS * task.buckets // max(rows, 1))
+        return [
+            Reread(task.plan, task.buckets, tuple(differing[start : start + group]))
+            for start in range(0, len(differing), group)
+        ]
 
 
 def _row_start(message: Buffer, first: bool) -> int | None:
@@ -132,14 +236,6 @@ def _key_end(message: Buffer, start: int, plan: TablePlan) -> int:
     return end
 
 
-def _key(message: Buffer, first: bool, plan: TablePlan) -> bytes | None:
-    """The key fields' bytes of the row in a message, or None when it holds no row."""
-    start = _row_start(message, first)
-    if start is None:
-        return None
-    return bytes(message[start + 2 : _key_end(message, start, plan)])
-
-
 def row_hashes(messages: Iterable[Buffer], plan: TablePlan) -> dict[bytes, bytes]:
     """key (the key fields' bytes) -> xxh3-128 of the whole row, from one side's messages."""
     hashes: dict[bytes, bytes] = {}
@@ -152,48 +248,10 @@ def row_hashes(messages: Iterable[Buffer], plan: TablePlan) -> dict[bytes, bytes
     return hashes
 
 
-def settle_range(
-    diffs: dict[str, TableDiff],
-    task: Range,
-    source: RangeHash | dict[bytes, bytes],
-    target: RangeHash | dict[bytes, bytes],
-) -> Iterable[Range]:
-    """Equal block hashes: an equal range. Otherwise read the differing stretch again row by
-    row. (A table whose diff is gone has failed; its remaining ranges are skipped.)"""
-    diff = diffs.get(task.plan.qualified)
-    if diff is None:
-        return ()
-    if isinstance(source, RangeHash) and isinstance(target, RangeHash):
-        if source.blocks == target.blocks and source.count == target.count:
-            diff.equal(source.count, target.count)
-            return ()
-        return [Range(task.plan, differing_stretch(task, source, target), rows=True)]
-    diff.rows(source, target)  # type: ignore[arg-type]
-    return ()
-
-
-def differing_stretch(task: Range, source: RangeHash, target: RangeHash) -> Segment:
-    """The keys to read again: from the first row of the last equal block before the first
-    differing one, to the first row of the equal block after the last differing one. Blocks
-    equal at the same position hold the same rows, so every difference lies in between, and
-    the bound rows are the same on both sides. Falls back to the whole range where a bound
-    key cannot be turned back into a value."""
-    common = min(len(source.blocks), len(target.blocks))
-    differing = [n for n in range(common) if source.blocks[n] != target.blocks[n]]
-    first = differing[0] if differing else common
-    same_length = len(source.blocks) == len(target.blocks)
-    last = differing[-1] if differing and same_length else common
-    lo, hi = task.segment.lo, task.segment.hi
-    if first > 0:
-        lo = key_bound(task.plan, source.first_keys[first - 1]) or lo
-    if last + 1 < common:
-        hi = key_bound(task.plan, source.first_keys[last + 1]) or hi
-    return Segment(lo, hi)
-
-
-def _decoded(plan: TablePlan, key: bytes) -> list[tuple[object | None, bytes]]:
-    """Each key field's value (None where psycopg has no loader for it) and its bytes."""
-    fields, position = [], 0
+def key_values(plan: TablePlan, key: bytes) -> tuple[str, ...]:
+    """The key fields of a binary row, decoded for the report (hex where psycopg has no
+    loader for the type, NULL for a NULL)."""
+    values, position = [], 0
     for column in plan.key_columns():
         (length,) = FIELD_LENGTH.unpack_from(key, position)
         data = key[position + 4 : position + 4 + max(length, 0)]
@@ -203,21 +261,7 @@ def _decoded(plan: TablePlan, key: bytes) -> list[tuple[object | None, bytes]]:
             value = loader(column.wire_oid).load(data) if loader else None
         except Exception:  # an undecodable key is still named, in hex
             value = None
-        fields.append((value, data))
-    return fields
-
-
-def key_bound(plan: TablePlan, key: bytes | None) -> tuple[object, ...] | None:
-    """A binary key as exact values for a range bound, or None when it cannot be one."""
-    if key is None or any(c.wire_oid not in EXACT_KEY_OIDS for c in plan.key_columns()):
-        return None
-    values = tuple(value for value, _ in _decoded(plan, key))
-    return None if None in values else values
-
-
-def key_values(plan: TablePlan, key: bytes) -> tuple[str, ...]:
-    """The key fields of a binary row, decoded for the report (hex where no loader exists)."""
-    return tuple(
-        str(value) if value is not None else "\\x" + data.hex()
-        for value, data in _decoded(plan, key)
-    )
+        if length < 0:
+            value = "NULL"
+        values.append(str(value) if value is not None else "\\x" + data.hex())
+    return tuple(values)

@@ -5,6 +5,7 @@ truth on both sides; and the loop that runs a shape's query for every query vect
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from pgcutover.checks.search import groundtruth
-from pgcutover.checks.search.groundtruth import Corpus, Truth
+from pgcutover.checks.search.groundtruth import Block, Corpus, Truth
 from pgcutover.checks.search.shapes import RecallConfig, Shape
 from pgcutover.config import Settings
 from pgcutover.dataset.embedder import OFFLINE_MODELS, Embedder
@@ -107,20 +108,23 @@ def build(
     notes = (f"{len(perturbed)} stored vectors perturbed (sigma {config.perturbation})", note)
     if shape.filter_column is None:
         return QuerySet(vectors, kinds, (None,) * len(kinds), notes)
-    nearest = groundtruth.exact(corpus, questions, 1, shape.operator).nearest
+    nearest = groundtruth.exact(corpus.blocks(), questions, 1, shape.operator).nearest
     rows = [*picked.tolist(), *nearest.tolist()]
     filters = tuple(corpus.label_text(shape.filter_column, row) for row in rows)
     return QuerySet(vectors, kinds, filters, notes)
 
 
-def _truth(corpus: Corpus, shape: Shape, queries: QuerySet) -> Truth:
-    """Exact answers on one side; filter values that side lacks match nothing."""
+def _truth(
+    blocks: Iterable[Block], values: dict[str, dict[str, int]], shape: Shape, queries: QuerySet
+) -> Truth:
+    """Exact answers on one side (`values`: its filter values' hashes); filter values that
+    side lacks match nothing."""
     codes = None
     if shape.filter_column is not None:
-        known = corpus.values[shape.filter_column]
+        known = values[shape.filter_column]
         codes = [known.get(v, ABSENT) if v is not None else ABSENT for v in queries.filters]
     return groundtruth.exact(
-        corpus, queries.vectors, shape.k, shape.operator, codes, shape.filter_column
+        blocks, queries.vectors, shape.k, shape.operator, codes, shape.filter_column
     )
 
 
@@ -162,20 +166,18 @@ def _build_workload(
     filters = (shape.filter_column,) if shape.filter_column else ()
     source_corpus = groundtruth.stream(source, shape, filters, source_digest)
     queries = build(shape, source_corpus, golden, config)
-    source_truth = _truth(source_corpus, shape, queries)
+    source_truth = _truth(source_corpus.blocks(), source_corpus.values, shape, queries)
     shared = source_digest == target_digest
     target_truth = source_truth
-    target_rows = source_corpus.rows
     if not shared:
-        target_corpus = groundtruth.stream(target, shape, filters, target_digest)
-        target_rows = target_corpus.rows
-        target_truth = _truth(target_corpus, shape, queries)
+        values = groundtruth.label_values(target, shape, filters)
+        target_truth = _truth(groundtruth.blocks(target, shape, filters), values, shape, queries)
     return Workload(
         shape=shape,
         queries=queries,
         truth={"source": source_truth, "target": target_truth},
         shared_truth=shared,
-        rows={"source": source_corpus.rows, "target": target_rows},
+        rows={"source": source_truth.rows, "target": target_truth.rows},
     )
 
 
