@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from _pytest.junitxml import xml_key
 
-from pgcutover import plan, runfolder, scratch
+from pgcutover import plan, progress, runfolder, scratch
 from pgcutover.checks import registry
 from pgcutover.checks.base import UNKNOWN as STATUS_UNKNOWN
 from pgcutover.checks.base import CheckResult, Pair, describe, failures
@@ -39,7 +39,7 @@ from pgcutover.providers import SIDE_FLAVORS
 from pgcutover.providers.embedded import SHIPS
 from pgcutover.report import pytesthtml
 from pgcutover.report.model import RunReport
-from pgcutover.report.terminal import report_line, summary_lines, verdict_line
+from pgcutover.report.terminal import TerminalProgress, report_line, summary_lines, verdict_line
 from pgcutover.report.writer import latest_verdict, mirror_latest, slug, write_report
 
 SESSION_PLUGIN = "pgcutover-session"
@@ -50,6 +50,7 @@ SELECTION_FILE = "selection.json"
 CHAOS = "chaos"
 #: Exit code of a run refused before any test (unreachable, the source under another name).
 EXIT_REFUSED = 3
+_PREVIOUS_DISPLAY = pytest.StashKey[progress.Display | None]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -244,6 +245,17 @@ def pytest_configure(config: pytest.Config) -> None:
         pytesthtml.request_report(config, lambda: _report_folders(session))
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHandOff(session), "pgcutover-xdist")
+    config.stash[_PREVIOUS_DISPLAY] = progress.install(_progress_display(config))
+
+
+def _progress_display(config: pytest.Config) -> TerminalProgress | None:
+    """Progress of long work through the terminal reporter; none under -q or where no
+    terminal reporter writes (an xdist worker's output is not shown)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or config.get_verbosity() < 0:
+        return None
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    return TerminalProgress(reporter, capture, live=bool(reporter.isatty()))
 
 
 class _XdistHandOff:
@@ -580,8 +592,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Owner only: clean up also when no session ran or it ended early (`--help`, an error
-    in a sessionstart hook), so no work folder is left in the temporary directory."""
+    """Progress goes back where it went before this run (nowhere, unless this run was
+    started inside another, as pytester does). Owner only: clean up also when no session
+    ran or it ended early (`--help`, an error in a sessionstart hook), so no work folder is
+    left in the temporary directory."""
+    if _PREVIOUS_DISPLAY in config.stash:
+        progress.install(config.stash[_PREVIOUS_DISPLAY])
     run = config.pluginmanager.get_plugin(SESSION_PLUGIN)
     if run is not None and run.owner:
         _clean_up(run)
