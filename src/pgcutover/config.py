@@ -195,15 +195,18 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "maintenance_work_mem",
         _memory,
-        "1GB",
-        "maintenance_work_mem for the restore's "
-        "sessions: an HNSW graph that does not fit spills and builds several times slower",
+        None,
+        "maintenance_work_mem for the index builds pgcutover runs (seeding, restore): an HNSW "
+        "graph that does not fit spills and builds several times slower. Default: the largest "
+        "graph's size plus a quarter, within half the available memory of this machine; 1GB "
+        "for a server pgcutover does not run",
     ),
     Option(
         "max_parallel_maintenance_workers",
         _count,
-        1,
-        "parallel workers per index build during the restore",
+        None,
+        "parallel workers per index build (seeding, restore). Default: one per core beyond "
+        "the first; 1 for a server pgcutover does not run",
     ),
     Option(
         "phase_timeout",
@@ -281,8 +284,8 @@ class Settings:
     allow_destructive: bool
     rows: int
     jobs: int
-    maintenance_work_mem: str
-    max_parallel_maintenance_workers: int
+    maintenance_work_mem: str | None
+    max_parallel_maintenance_workers: int | None
     phase_timeout: float
     reports_dir: Path
     exclude_schemas: tuple[str, ...]
