@@ -18,6 +18,7 @@ from typing import Any
 
 from psycopg import sql
 
+from pgcutover.catalog import sample_clause
 from pgcutover.config import Settings
 from pgcutover.errors import ConfigError
 from pgcutover.inventory import Inventory, Lookup, TextShape
@@ -183,11 +184,15 @@ def _shapes(table: Mapping[str, Any], where: str) -> dict[str, Shape]:
 
 
 def _sample(columns: Sequence[sql.Composable], schema: str, table: str) -> str:
-    """A sample of stored rows to draw query values from."""
+    """A sample of stored rows to draw query values from, from a few pages of the table
+    (TABLESAMPLE: a table of millions of rows is never read whole, nor every vector in it
+    rendered as text)."""
     return (
         sql.SQL("SELECT {} FROM {} ORDER BY random() LIMIT {}")
         .format(
-            sql.SQL(", ").join(columns), sql.Identifier(schema, table), sql.Literal(SAMPLE_ROWS)
+            sql.SQL(", ").join(columns),
+            sample_clause(schema, table, SAMPLE_ROWS * 2),
+            sql.Literal(SAMPLE_ROWS),
         )
         .as_string()
     )
