@@ -245,7 +245,6 @@ def pytest_configure(config: pytest.Config) -> None:
         pytesthtml.request_report(config, lambda: _report_folders(session))
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHandOff(session), "pgcutover-xdist")
-    config.stash[_PREVIOUS_DISPLAY] = progress.install(_progress_display(config))
 
 
 def _progress_display(config: pytest.Config) -> TerminalProgress | None:
@@ -349,9 +348,11 @@ def _plan(run: RunSession) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Probe named environments before any test runs: an unreachable host, a wrong password,
-    or a target that is the source under another name ends the run (see `_refuse`) before
-    anything is written. With --plan, the plan is the run."""
+    """Show progress from here on (the terminal reporter exists now), then probe named
+    environments before any test runs: an unreachable host, a wrong password, or a target
+    that is the source under another name ends the run (see `_refuse`) before anything is
+    written. With --plan, the plan is the run."""
+    session.config.stash[_PREVIOUS_DISPLAY] = progress.install(_progress_display(session.config))
     run = _session(session.config)
     if not run.owner:
         return

@@ -98,8 +98,8 @@ class Task:
         head = f"{self.label}{f' ({self.note})' if self.note else ''}: "
         if self.total:
             share = min(self.done / self.total, 1.0)
-            head += f"{amount(self.done, self.unit)} of {amount(self.total, self.unit)} "
-            head += f"({share:.0%})"
+            done = amount(self.done, self.unit).removesuffix(f" {self.unit}")
+            head += f"{done} of {amount(self.total, self.unit)} ({share:.0%})"
         else:
             head += amount(self.done, self.unit)
         if self.done <= 0:
@@ -139,7 +139,8 @@ def polled(
     """A task whose progress a background thread takes from `readings()`, a generator that
     yields one reading each time it is asked (every POLL_SECONDS while the block runs) and
     holds what it needs (a connection) until it is closed. Only polled when a display is
-    installed; a failing poll ends the polling, never the work."""
+    installed; a failing poll ends the polling, never the work. When the block ends without
+    an error, the whole total counts as done."""
     with task(label, unit=unit) as current:
         if _display is None:
             yield current
@@ -164,3 +165,5 @@ def polled(
         finally:
             stop.set()
             watcher.join(timeout=JOIN_SECONDS)  # a poll stuck on a paused server is left behind
+        if current.total:  # the work ended well: all of it is done, whatever the last poll saw
+            current.done = current.total
