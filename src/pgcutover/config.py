@@ -191,6 +191,13 @@ OPTIONS: tuple[Option, ...] = (
         "--strategy=logical creates on the source and always removes at the end)",
     ),
     Option("rows", _positive_int, 5000, "vector chunks seeded into the rehearsal source"),
+    Option(
+        "project_rows",
+        _positive_int,
+        None,
+        "chunks (rows of the largest vector table) to project the cutover window to, every "
+        "table growing alike; default: the source's own size",
+    ),
     Option("jobs", _positive_int, 2, "parallel jobs for pg_restore"),
     Option(
         "maintenance_work_mem",
@@ -307,6 +314,7 @@ class Settings:
     docker_network: str = "host"
     self_hosted: bool = False
     plan: bool = False
+    project_rows: int | None = None
 
     @property
     def rehearsal(self) -> bool:
@@ -818,6 +826,7 @@ def build_settings(
         docker_network=values["docker_network"],
         self_hosted=values["self_hosted"],
         plan=values["plan"],
+        project_rows=values["project_rows"],
     )
 
 

@@ -7,16 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+from pgcutover.catalog import table_sizes
+from pgcutover.config import SYSTEM_SCHEMAS
 from pgcutover.db import Endpoint, Role, connection
 from pgcutover.progress import Reading
 
-#: Rows of every user table, from the planner's statistics: the total a COPY phase moves.
-TABLE_ROWS = """
-SELECT n.nspname || '.' || c.relname, greatest(c.reltuples, 0)::bigint
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname !~ '^pg_(temp|toast)'
-"""
 COPYING = """
 SELECT n.nspname || '.' || c.relname, p.tuples_processed
 FROM pg_stat_progress_copy p
@@ -28,7 +23,7 @@ SELECT n.nspname || '.' || c.relname, p.phase, p.blocks_done, p.blocks_total, p.
 FROM pg_stat_progress_create_index p
 JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE p.datname = current_database()
-ORDER BY p.blocks_total DESC LIMIT 1
+ORDER BY p.blocks_total DESC, p.blocks_done LIMIT 1
 """
 #: Options of a watching session: it must never wait long on anything.
 OPTIONS = "-c statement_timeout=2000"
@@ -37,7 +32,7 @@ OPTIONS = "-c statement_timeout=2000"
 def table_rows(endpoint: Endpoint, role: Role) -> dict[str, int]:
     """schema.table -> estimated rows, for every user table of the database."""
     with connection(endpoint, role=role, options=OPTIONS) as conn:
-        return {name: int(rows) for name, rows in conn.execute(TABLE_ROWS).fetchall()}
+        return {name: rows for name, (rows, _) in table_sizes(conn, SYSTEM_SCHEMAS).items()}
 
 
 def copied_rows(
@@ -62,8 +57,9 @@ def copied_rows(
 
 
 def index_builds(watched: Endpoint, role: Role) -> Generator[Reading, None, None]:
-    """The largest index build running in `watched`'s database: heap blocks scanned of the
-    table's blocks, with the table, the phase and the tuples loaded so far as the note."""
+    """The least advanced of the index builds on the largest table being indexed in
+    `watched`'s database: heap blocks scanned of the table's blocks, with the table, the
+    phase and the tuples loaded so far as the note."""
     with connection(watched, role=role, options=OPTIONS) as conn:
         while True:
             row = conn.execute(BUILDING).fetchone()

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pgcutover.progress import duration
 from pgcutover.report.html import incomplete_line
 from pgcutover.report.model import RunReport
 from pgcutover.report.writer import latest_verdict
@@ -52,6 +53,12 @@ def summary_lines(report: RunReport, html: Path) -> list[str]:
         lines.append(
             f"since last run ({trend['previous_verdict']}): {len(trend['new_failures'])} new "
             f"failures, {len(trend['fixed'])} fixed, {len(trend['changed'])} numbers moved"
+        )
+    window = report.migration.get("window")
+    if window:
+        lines.append(
+            f"cutover window for {window['basis']}: about {duration(window['projected_seconds'])}"
+            f" ({duration(window['low_seconds'])} to {duration(window['high_seconds'])})"
         )
     lines.append(report_line(report, html))
     return lines
