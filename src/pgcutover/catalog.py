@@ -80,22 +80,6 @@ def user_tables(conn: psycopg.Connection, ignored: Sequence[str]) -> list[tuple[
     return [(schema, table) for schema, table in rows]
 
 
-def table_sizes(conn: psycopg.Connection, ignored: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """schema.table -> (rows as the planner estimates them, bytes of heap and TOAST) for the
-    ordinary tables outside `ignored`: what a COPY moves, without reading the tables."""
-    rows = conn.execute(
-        """
-        SELECT n.nspname || '.' || c.relname, greatest(c.reltuples, 0)::bigint,
-               pg_table_size(c.oid)
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind = 'r' AND n.nspname <> ALL(%s)
-          AND n.nspname !~ '^pg_(temp|toast_temp)_'
-        """,
-        (list(ignored),),
-    ).fetchall()
-    return {name: (int(count), int(size)) for name, count, size in rows}
-
-
 def vector_columns(conn: psycopg.Connection, ignored: Sequence[str]) -> list[VectorColumn]:
     """Columns of pgvector's types (vector, halfvec, sparsevec) with their declared typmod."""
     rows = conn.execute(

@@ -20,6 +20,7 @@ import psutil
 import psycopg
 
 from pgcutover.db import Endpoint, connection
+from pgcutover.inventory import Inventory
 
 ELEMENT_OVERHEAD = 216
 BYTES_PER_NEIGHBOUR_SLOT = 32
@@ -139,6 +140,25 @@ def build_settings(
     if workers is not None:
         parallel = workers
     return BuildSettings(chosen, parallel, reason)
+
+
+def inventory_graphs(inventory: Inventory) -> list[GraphEstimate]:
+    """Estimates for the source's HNSW indexes, from its inventory (rows as the planner
+    estimates them, the column's dimension, the index's m)."""
+    estimates = []
+    for index in inventory.ann_indexes:
+        table = inventory.table(f"{index.schema}.{index.table}")
+        column = inventory.vector(f"{index.schema}.{index.table}.{index.column}")
+        if index.method != "hnsw" or table is None or column is None or not column.dimensions:
+            continue
+        options = dict(option.partition("=")[::2] for option in index.options)
+        m = int(options.get("m", DEFAULT_M))
+        width = 2 if index.input_type == "halfvec" else 4
+        size = estimate(table.estimated_rows, column.dimensions, m, width)
+        estimates.append(
+            GraphEstimate(index.name, table.estimated_rows, column.dimensions, m, size)
+        )
+    return estimates
 
 
 def spill_advice(target: Endpoint, maintenance_work_mem: str) -> list[str]:

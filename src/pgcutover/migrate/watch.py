@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from pgcutover.catalog import table_sizes
-from pgcutover.config import SYSTEM_SCHEMAS
 from pgcutover.db import Endpoint, Role, connection
 from pgcutover.progress import Reading
 
@@ -29,19 +27,12 @@ ORDER BY p.blocks_total DESC, p.blocks_done LIMIT 1
 OPTIONS = "-c statement_timeout=2000"
 
 
-def table_rows(endpoint: Endpoint, role: Role) -> dict[str, int]:
-    """schema.table -> estimated rows, for every user table of the database."""
-    with connection(endpoint, role=role, options=OPTIONS) as conn:
-        return {name: rows for name, (rows, _) in table_sizes(conn, SYSTEM_SCHEMAS).items()}
-
-
 def copied_rows(
-    watched: Endpoint, role: Role, sizes_from: Endpoint
+    watched: Endpoint, role: Role, expected: dict[str, int]
 ) -> Generator[Reading, None, None]:
-    """Rows COPY has moved in `watched`'s database, out of the rows the source `sizes_from`
-    holds (whichever side is watched). A table whose COPY was seen and has ended counts in
-    full; one seen running counts its rows so far."""
-    expected = table_rows(sizes_from, "source")
+    """Rows COPY has moved in `watched`'s database, out of `expected` (schema.table -> the
+    source's estimated rows, whichever side is watched). A table whose COPY was seen and has
+    ended counts in full; one seen running counts its rows so far."""
     total = sum(expected.values())
     seen: dict[str, int] = {}
     with connection(watched, role=role, options=OPTIONS) as conn:

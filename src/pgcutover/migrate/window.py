@@ -18,10 +18,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import psycopg
-
-from pgcutover.catalog import table_sizes
-from pgcutover.migrate.advice import graph_estimates, needed_mb
+from pgcutover.inventory import Inventory
+from pgcutover.migrate.advice import inventory_graphs, needed_mb
 
 #: Rows ANALYZE samples per table at default_statistics_target = 100.
 ANALYZE_SAMPLE = 30_000
@@ -44,8 +42,8 @@ GROWTH = {
 
 @dataclass(frozen=True)
 class Size:
-    """What a database holds, as the catalog estimates it: rows per table, the bytes COPY
-    moves, and each HNSW graph's vectors and in-memory bytes."""
+    """What a database holds, as the catalog estimates it: rows per table, the tables'
+    bytes, and each HNSW graph's vectors and in-memory bytes."""
 
     tables: dict[str, int]
     table_bytes: int
@@ -76,13 +74,12 @@ class Size:
         }
 
 
-def measure(conn: psycopg.Connection, ignored: tuple[str, ...]) -> Size:
-    """The size of the connected database (the migration's source)."""
-    sizes = table_sizes(conn, ignored)
+def size_of(inventory: Inventory) -> Size:
+    """The size of the source, from its inventory."""
     return Size(
-        tables={name: rows for name, (rows, _) in sizes.items()},
-        table_bytes=sum(size for _, size in sizes.values()),
-        graphs=[(item.rows, item.bytes) for item in graph_estimates(conn)],
+        tables={table.qualified: table.estimated_rows for table in inventory.tables},
+        table_bytes=sum(table.bytes for table in inventory.tables),
+        graphs=[(item.rows, item.bytes) for item in inventory_graphs(inventory)],
     )
 
 
