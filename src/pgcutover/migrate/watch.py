@@ -16,6 +16,11 @@ FROM pg_stat_progress_copy p
 JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE p.datname = current_database()
 """
+#: COPY ... TO of other sessions (a check streaming rows out), per backend.
+STREAMING = """
+SELECT pid, tuples_processed FROM pg_stat_progress_copy
+WHERE datname = current_database() AND command = 'COPY TO' AND pid <> pg_backend_pid()
+"""
 BUILDING = """
 SELECT n.nspname || '.' || c.relname, p.phase, p.blocks_done, p.blocks_total, p.tuples_done
 FROM pg_stat_progress_create_index p
@@ -45,6 +50,19 @@ def copied_rows(
             done = finished + sum(running.values())
             note = ", ".join(sorted(running)) or "between tables"
             yield float(min(done, total)), float(total), note
+
+
+def streamed_rows(watched: Endpoint, role: Role, total: int) -> Generator[Reading, None, None]:
+    """Rows COPY TO has sent from `watched`'s database, out of `total`: per backend, a count
+    that drops or vanishes means its COPY ended, and what it had sent is kept."""
+    sent = 0
+    running: dict[int, int] = {}
+    with connection(watched, role=role, options=OPTIONS) as conn:
+        while True:
+            now = dict(conn.execute(STREAMING).fetchall())
+            sent += sum(rows for pid, rows in running.items() if now.get(pid, -1) < rows)
+            running = now
+            yield float(min(sent + sum(now.values()), total)), float(total), ""
 
 
 def index_builds(watched: Endpoint, role: Role) -> Generator[Reading, None, None]:
