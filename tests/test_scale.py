@@ -18,6 +18,8 @@ from psycopg import sql
 from helpers import clone_database, drop_database, execute
 from pgcutover.catalog import sample_clause
 from pgcutover.checks import drift
+from pgcutover.checks.search import drift as search_drift
+from pgcutover.checks.search import shapes as search_shapes
 from pgcutover.dataset import seed as seeding
 from pgcutover.dataset.embedder import Embedder
 from pgcutover.db import Endpoint, connect
@@ -25,6 +27,8 @@ from pgcutover.migrate import advice, window
 from pgcutover.migrate.runner import exported_snapshot
 
 _names = itertools.count()
+#: A text whose md5 sorts before every chunk's: the drift sample takes it first.
+REPEATED = "repeated boilerplate 6038"
 
 
 @pytest.fixture
@@ -176,6 +180,39 @@ def test_a_sample_reads_a_few_pages_and_repeats_with_its_seed(seeded_source):
     assert first == again
     assert 20 <= len(first) < total / 2
     assert "Sample Scan" in plan
+
+
+def test_the_drift_sample_is_the_same_rows_on_both_sides_when_texts_repeat(
+    source_server, seeded_source, source_copy, inventory, settings
+):
+    """Repeated texts tie in the sample's order; the tie must not fall to physical order,
+    which differs between a source and its restored copy."""
+    copy = clone_database(source_server, seeded_source.dbname, f"scale_twin_{os.getpid()}")
+    try:
+        for endpoint in (source_copy, copy):
+            execute(
+                endpoint,
+                "UPDATE public.vector_embeddings SET content = %s WHERE id IN"
+                " (SELECT id FROM public.vector_embeddings ORDER BY id LIMIT 80)",
+                (REPEATED,),
+            )
+        execute(
+            copy,
+            "WITH gone AS (DELETE FROM public.vector_embeddings WHERE content = %s RETURNING *)"
+            " INSERT INTO public.vector_embeddings SELECT * FROM gone ORDER BY id DESC",
+            (REPEATED,),
+        )
+        column = inventory.vector("public.vector_embeddings.embedding")
+        config = search_shapes.load(settings)
+        samples = [
+            search_drift._sample(endpoint, "source", column, config, ("id",))
+            for endpoint in (source_copy, copy)
+        ]
+    finally:
+        drop_database(source_server, copy.dbname)
+    (texts, vectors), (twin_texts, twin_vectors) = samples
+    assert texts == twin_texts and set(texts) == {REPEATED}
+    assert all(np.array_equal(a, b) for a, b in zip(vectors, twin_vectors, strict=True))
 
 
 def _size(vectors: int, table_bytes: int) -> window.Size:
