@@ -28,8 +28,9 @@ ANALYZE_SAMPLE = 30_000
 #: 174 s and 274 s, load average 8 and 11).
 UNCERTAINTY = 0.25
 #: Further relative uncertainty per tenfold projected. Validated by predicting the
-#: 1,000,000-chunk rehearsal from a 100,000-chunk one on the same machine (load 3-10): total
-#: 669 s predicted, 666 s measured (+0.5%); per phase dump +31%, data -28%, index build +6%.
+#: 1,000,000-chunk rehearsal from a 100,000-chunk one on the same machine (load 3-10): 669 s
+#: predicted, 666 s and 548 s measured in two runs (+0.5%, +22%); per phase against their
+#: mean: dump +44%, data -31%, index build +21%.
 PER_DECADE = 0.25
 #: Phases that are pgcutover's own measurements, not part of a cutover.
 NOT_CUTOVER = ("drift",)
