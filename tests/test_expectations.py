@@ -89,3 +89,23 @@ def test_a_suite_naming_an_unknown_expectation_is_unknown_with_a_remedy(pair, tm
     assert result.status == "unknown"
     assert "expect_column_to_be_lovely" in result.message
     assert "greatexpectations.io/expectations" in result.remedy
+
+
+def test_unexpected_rows_are_counted_exactly_beyond_the_rows_read_back(pair, settings):
+    """An unexpected-rows query brings back a few rows only (a failure on millions of rows
+    must not pull them all into memory), yet the count of offenders stays exact."""
+    execute(
+        pair.target,
+        "ALTER TABLE public.vector_embeddings DROP CONSTRAINT vector_embeddings_document_id_fkey",
+    )
+    execute(
+        pair.target,
+        "UPDATE public.vector_embeddings SET document_id = gen_random_uuid()"
+        " WHERE id IN (SELECT id FROM public.vector_embeddings ORDER BY id LIMIT 60)",
+    )
+    orphans = by_id(expectations.check(pair, settings))[ORPHAN]
+    assert orphans.status == "fail"
+    assert orphans.actual == 60, "the count stopped at the rows read back"
+    assert "60 of" not in orphans.message and "60 unexpected" in orphans.message
+    assert len(orphans.details["target"]["sample"]) == 5
+    assert "document_id" in orphans.details["target"]["sample"][0]

@@ -37,6 +37,8 @@ def test_each_strategy_migrates_everything_and_times_its_phases(
     assert {"preflight", "schema", "data", "index build", "analyze"} <= set(names)
     assert ("dump" in names) == (strategy != "plain")
     assert result.snapshot
+    projected = {phase["name"] for phase in result.window["phases"]}  # type: ignore[index]
+    assert {"data", "index build", "analyze"} <= projected and "drift" not in projected
     pair = Pair(seeded_source, empty_target, inventory)
     assert (
         failed_ids(row_counts.check(pair, settings) + vector_indexes.check(pair, settings)) == set()

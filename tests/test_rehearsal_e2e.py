@@ -104,6 +104,12 @@ def test_default_rehearsal_is_go_and_writes_the_three_reports(pytester):
     assert report["completeness"]["missing"] == [] and report["mode"].startswith("rehearsal")
     assert "What pgcutover found in the source" in (run_dir / "signoff.html").read_text()
     assert report["inventory"]["vectors"][0]["app"] is True
+    for phase in ("seeding public.vector_embeddings", "dump", "restore data", "content parity"):
+        assert f"\n{phase}: " in text, f"no progress line for {phase}"
+    window = report["migration"]["window"]
+    assert window["basis"] == "the source itself" and window["projected_seconds"] > 0
+    assert "cutover window for the source itself: about" in text
+    assert "id='cutover-window'" in (run_dir / "signoff.html").read_text()
 
     filtered = run_suites(pytester, f"--rows={E2E_ROWS}", "-k", "connectivity")
     assert filtered.ret != 0, output(filtered)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 #: pgvector's approximate-nearest-neighbour index methods.
 VECTOR_METHODS = ("hnsw", "ivfflat")
@@ -217,3 +218,16 @@ def text_indexes(conn: psycopg.Connection, ignored: Sequence[str]) -> list[TextI
         (list(TRIGRAM_OPCLASSES), list(ignored), list(TRIGRAM_OPCLASSES)),
     ).fetchall()
     return [TextIndex(*row) for row in rows]
+
+
+def sample_clause(schema: str, table: str, rows: int, seed: int | None = None) -> sql.Composed:
+    """`schema.table TABLESAMPLE SYSTEM (p)` with p sized from the planner's row estimate
+    to give about `rows` rows: a few pages read, never the whole table (a table never
+    analyzed is read whole). `seed` makes the sample repeat (REPEATABLE) on the same data."""
+    qualified = sql.Identifier(schema, table)
+    share = sql.SQL(
+        "(SELECT least(100, 100.0 * {rows} / greatest(reltuples, 1)) FROM pg_class"
+        " WHERE oid = {name}::regclass)"
+    ).format(rows=sql.Literal(rows), name=sql.Literal(qualified.as_string()))
+    repeat = sql.SQL("") if seed is None else sql.SQL(" REPEATABLE ({})").format(sql.Literal(seed))
+    return sql.SQL("{} TABLESAMPLE SYSTEM ({}){}").format(qualified, share, repeat)

@@ -191,19 +191,29 @@ OPTIONS: tuple[Option, ...] = (
         "--strategy=logical creates on the source and always removes at the end)",
     ),
     Option("rows", _positive_int, 5000, "vector chunks seeded into the rehearsal source"),
+    Option(
+        "project_rows",
+        _positive_int,
+        None,
+        "chunks (rows of the largest vector table) to project the cutover window to, every "
+        "table growing alike; default: the source's own size",
+    ),
     Option("jobs", _positive_int, 2, "parallel jobs for pg_restore"),
     Option(
         "maintenance_work_mem",
         _memory,
-        "1GB",
-        "maintenance_work_mem for the restore's "
-        "sessions: an HNSW graph that does not fit spills and builds several times slower",
+        None,
+        "maintenance_work_mem for the index builds pgcutover runs (seeding, restore): an HNSW "
+        "graph that does not fit spills and builds several times slower. Default: the largest "
+        "graph's size plus a quarter, within half the available memory of this machine; 1GB "
+        "for a server pgcutover does not run",
     ),
     Option(
         "max_parallel_maintenance_workers",
         _count,
-        1,
-        "parallel workers per index build during the restore",
+        None,
+        "parallel workers per index build (seeding, restore). Default: one per core beyond "
+        "the first; 1 for a server pgcutover does not run",
     ),
     Option(
         "phase_timeout",
@@ -281,8 +291,8 @@ class Settings:
     allow_destructive: bool
     rows: int
     jobs: int
-    maintenance_work_mem: str
-    max_parallel_maintenance_workers: int
+    maintenance_work_mem: str | None
+    max_parallel_maintenance_workers: int | None
     phase_timeout: float
     reports_dir: Path
     exclude_schemas: tuple[str, ...]
@@ -304,6 +314,7 @@ class Settings:
     docker_network: str = "host"
     self_hosted: bool = False
     plan: bool = False
+    project_rows: int | None = None
 
     @property
     def rehearsal(self) -> bool:
@@ -815,6 +826,7 @@ def build_settings(
         docker_network=values["docker_network"],
         self_hosted=values["self_hosted"],
         plan=values["plan"],
+        project_rows=values["project_rows"],
     )
 
 

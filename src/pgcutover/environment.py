@@ -138,6 +138,8 @@ def _embedded_source(settings: Settings, workdir: Path) -> tuple[Endpoint, dict[
             settings.rows,
             embedder,
             platform_roles=not settings.scratch,
+            memory=settings.maintenance_work_mem,
+            workers=settings.max_parallel_maintenance_workers,
         )
     finally:
         embedder.close()

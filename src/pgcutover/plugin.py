@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from _pytest.junitxml import xml_key
 
-from pgcutover import plan, runfolder, scratch
+from pgcutover import plan, progress, runfolder, scratch
 from pgcutover.checks import registry
 from pgcutover.checks.base import UNKNOWN as STATUS_UNKNOWN
 from pgcutover.checks.base import CheckResult, Pair, describe, failures
@@ -39,7 +39,7 @@ from pgcutover.providers import SIDE_FLAVORS
 from pgcutover.providers.embedded import SHIPS
 from pgcutover.report import pytesthtml
 from pgcutover.report.model import RunReport
-from pgcutover.report.terminal import report_line, summary_lines, verdict_line
+from pgcutover.report.terminal import TerminalProgress, report_line, summary_lines, verdict_line
 from pgcutover.report.writer import latest_verdict, mirror_latest, slug, write_report
 
 SESSION_PLUGIN = "pgcutover-session"
@@ -50,6 +50,7 @@ SELECTION_FILE = "selection.json"
 CHAOS = "chaos"
 #: Exit code of a run refused before any test (unreachable, the source under another name).
 EXIT_REFUSED = 3
+_PREVIOUS_DISPLAY = pytest.StashKey[progress.Display | None]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -246,6 +247,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_XdistHandOff(session), "pgcutover-xdist")
 
 
+def _progress_display(config: pytest.Config) -> TerminalProgress | None:
+    """Progress of long work through the terminal reporter; none under -q or where no
+    terminal reporter writes (an xdist worker's output is not shown)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or config.get_verbosity() < 0:
+        return None
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    return TerminalProgress(reporter, capture, live=bool(reporter.isatty()))
+
+
 class _XdistHandOff:
     """Tell xdist workers the run id and the shared work folder."""
 
@@ -337,9 +348,11 @@ def _plan(run: RunSession) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Probe named environments before any test runs: an unreachable host, a wrong password,
-    or a target that is the source under another name ends the run (see `_refuse`) before
-    anything is written. With --plan, the plan is the run."""
+    """Show progress from here on (the terminal reporter exists now), then probe named
+    environments before any test runs: an unreachable host, a wrong password, or a target
+    that is the source under another name ends the run (see `_refuse`) before anything is
+    written. With --plan, the plan is the run."""
+    session.config.stash[_PREVIOUS_DISPLAY] = progress.install(_progress_display(session.config))
     run = _session(session.config)
     if not run.owner:
         return
@@ -583,8 +596,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Owner only: clean up also when no session ran or it ended early (`--help`, an error
-    in a sessionstart hook), so no work folder is left in the temporary directory."""
+    """Progress goes back where it went before this run (nowhere, unless this run was
+    started inside another, as pytester does). Owner only: clean up also when no session
+    ran or it ended early (`--help`, an error in a sessionstart hook), so no work folder is
+    left in the temporary directory."""
+    if _PREVIOUS_DISPLAY in config.stash:
+        progress.install(config.stash[_PREVIOUS_DISPLAY])
     run = config.pluginmanager.get_plugin(SESSION_PLUGIN)
     if run is not None and run.owner:
         _clean_up(run)

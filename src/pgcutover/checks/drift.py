@@ -2,9 +2,17 @@
 
 The target is a copy of the source as of one exported snapshot; whatever the application
 wrote after it is the cutover gap the owner must freeze or sync. While the snapshot is held
-(the exporting transaction is open), a second transaction imports it and is compared with
-the source as it is now, table by table: per-bucket hashes first (cheap, in SQL), then row
-keys and row hashes only for the buckets that differ.
+(the exporting transaction is open), a second transaction imports it ("then") and a third
+reads the source as it is now, table by table.
+
+Every row version PostgreSQL stores carries the transaction that wrote it (xmin). A row the
+snapshot could see unchanged was written before the snapshot's xmin, so only rows whose
+xmin is at or after it can be new or changed: "now" returns just those (their key and a
+row hash), in batches, and each batch is looked up by key in "then". Found with the same
+hash: untouched; with another: changed; not found: added. Deleted rows follow from the two
+counts. Untouched rows are never hashed nor rendered, and memory is bounded by the batch
+however much the source changed. xmin is compared modulo 2**32; a row so old that its xmin
+wrapped around is looked up like a candidate and found untouched, so the counts stay exact.
 """
 
 from __future__ import annotations
@@ -23,13 +31,18 @@ from pgcutover.db import Endpoint
 from pgcutover.migrate.tools import bounded
 
 AREA = "parity"
-BUCKETS = 256
+#: Candidate rows read and looked up at a time: bounds memory whatever the source wrote.
+BATCH = 5000
 PRIMARY_KEY = """
-SELECT a.attname FROM pg_index i
+SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_index i
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
 WHERE i.indrelid = %s::regclass AND i.indisprimary
 ORDER BY array_position(i.indkey, a.attnum)
 """
+#: The snapshot's xmin as a 32-bit transaction id, comparable with a row's xmin.
+SNAPSHOT_XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296"
+#: True for a row written at or after transaction %(xmin)s (modulo 2**32).
+WRITTEN_SINCE = sql.SQL("(t.xmin::text::bigint - %(xmin)s + 4294967296) %% 4294967296 < 2147483648")
 
 
 @dataclass(frozen=True)
@@ -59,36 +72,34 @@ def _view(source: Endpoint, snapshot: str | None, timeout: float) -> Iterator[ps
         conn.execute("ROLLBACK")
 
 
-def _key(conn: psycopg.Connection, qualified: sql.Composable) -> sql.Composable | None:
-    """ROW(primary key columns)::text as an SQL expression on alias t, or None."""
-    name = qualified.as_string(conn)
-    columns = [row[0] for row in conn.execute(PRIMARY_KEY, (name,)).fetchall()]
-    if not columns:
+@dataclass(frozen=True)
+class _Key:
+    """A table's primary key: its columns and their types."""
+
+    columns: list[str]
+    types: list[str]
+
+    def select(self) -> sql.Composable:
+        """The key columns as text, on alias t."""
+        return sql.SQL(", ").join(
+            sql.SQL("{}::text").format(sql.Identifier("t", column)) for column in self.columns
+        )
+
+    def among(self) -> sql.Composable:
+        """`(key) IN (the text arrays %s, ... cast to the key's types)`, on alias t."""
+        arrays = sql.SQL(", ").join(
+            sql.SQL("%s::text[]::{}[]").format(sql.SQL(kind)) for kind in self.types
+        )
+        columns = sql.SQL(", ").join(sql.Identifier("t", column) for column in self.columns)
+        return sql.SQL("({}) IN (SELECT * FROM unnest({}))").format(columns, arrays)
+
+
+def _key(conn: psycopg.Connection, qualified: sql.Composable) -> _Key | None:
+    """The table's primary key, or None."""
+    rows = conn.execute(PRIMARY_KEY, (qualified.as_string(conn),)).fetchall()
+    if not rows:
         return None
-    parts = sql.SQL(", ").join(sql.Identifier("t", column) for column in columns)
-    return sql.SQL("ROW({})::text").format(parts)
-
-
-def _buckets(
-    conn: psycopg.Connection, table: sql.Composable, key: sql.Composable
-) -> dict[int, tuple[int, int]]:
-    """bucket -> (rows, sum of row hashes): equal buckets hold equal rows."""
-    query = sql.SQL(
-        "SELECT hashtext({key}) & {mask}, count(*),"
-        " sum(('x' || left(md5(t::text), 15))::bit(60)::bigint)"
-        " FROM {table} AS t GROUP BY 1"
-    ).format(key=key, mask=sql.Literal(BUCKETS - 1), table=table)
-    return {int(b): (int(n), int(h)) for b, n, h in conn.execute(query).fetchall()}
-
-
-def _rows(
-    conn: psycopg.Connection, table: sql.Composable, key: sql.Composable, buckets: list[int]
-) -> dict[str, str]:
-    """key text -> row hash, for the rows in `buckets`."""
-    query = sql.SQL(
-        "SELECT {key}, md5(t::text) FROM {table} AS t WHERE hashtext({key}) & {mask} = ANY(%s)"
-    ).format(key=key, mask=sql.Literal(BUCKETS - 1), table=table)
-    return dict(conn.execute(query, (buckets,)).fetchall())
+    return _Key([row[0] for row in rows], [row[1] for row in rows])
 
 
 def _count(conn: psycopg.Connection, table: sql.Composable) -> int:
@@ -96,8 +107,34 @@ def _count(conn: psycopg.Connection, table: sql.Composable) -> int:
     return int(conn.execute(query).fetchone()[0])  # type: ignore[index]
 
 
+def _candidates(
+    now: psycopg.Connection, table: sql.Composable, key: _Key, xmin: int
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Batches of (key texts..., row hash) for rows written at or after `xmin`."""
+    query = sql.SQL("SELECT {key}, md5(t::text) FROM {table} AS t WHERE {since}").format(
+        key=key.select(), table=table, since=WRITTEN_SINCE
+    )
+    with now.cursor(name="pgcutover_drift") as cursor:
+        cursor.execute(query, {"xmin": xmin})
+        while batch := cursor.fetchmany(BATCH):
+            yield batch
+
+
+def _hashes_then(
+    then: psycopg.Connection, table: sql.Composable, key: _Key, batch: list[tuple[Any, ...]]
+) -> dict[tuple[str, ...], str]:
+    """key texts -> row hash in the snapshot, for the keys of `batch` that existed then."""
+    width = len(key.columns)
+    query = sql.SQL("SELECT {key}, md5(t::text) FROM {table} AS t WHERE {among}").format(
+        key=key.select(), table=table, among=key.among()
+    )
+    arrays = [[row[i] for row in batch] for i in range(width)]
+    rows = then.execute(query, arrays).fetchall()
+    return {tuple(row[:width]): row[width] for row in rows}
+
+
 def _table_drift(
-    then: psycopg.Connection, now: psycopg.Connection, table: sql.Composable
+    then: psycopg.Connection, now: psycopg.Connection, table: sql.Composable, xmin: int
 ) -> TableDrift:
     before, after = _count(then, table), _count(now, table)
     key = _key(then, table)
@@ -110,14 +147,18 @@ def _table_drift(
             rows_at_snapshot=before,
             rows_now=after,
         )
-    old, new = _buckets(then, table, key), _buckets(now, table, key)
-    differing = sorted(b for b in old.keys() | new.keys() if old.get(b) != new.get(b))
-    old_rows = _rows(then, table, key, differing) if differing else {}
-    new_rows = _rows(now, table, key, differing) if differing else {}
+    added = changed = 0
+    width = len(key.columns)
+    for batch in _candidates(now, table, key, xmin):
+        existed = _hashes_then(then, table, key, batch)
+        for row in batch:
+            old = existed.get(tuple(row[:width]))
+            added += old is None
+            changed += old is not None and old != row[width]
     return TableDrift(
-        added=len(new_rows.keys() - old_rows.keys()),
-        changed=sum(1 for k in old_rows.keys() & new_rows.keys() if old_rows[k] != new_rows[k]),
-        deleted=len(old_rows.keys() - new_rows.keys()),
+        added=added,
+        changed=changed,
+        deleted=before - (after - added),
         keyed=True,
         rows_at_snapshot=before,
         rows_now=after,
@@ -133,6 +174,7 @@ def measure(
     snapshot counts all its rows as added; one dropped since, all as deleted.
     """
     with _view(source, snapshot, timeout) as then, _view(source, None, timeout) as now:
+        xmin = int(then.execute(SNAPSHOT_XMIN).fetchone()[0])  # type: ignore[index]
         old_tables = set(user_tables(then, ignored))
         new_tables = set(user_tables(now, ignored))
         drift = {}
@@ -146,7 +188,7 @@ def measure(
                 rows = _count(now, qualified)
                 drift[name] = TableDrift(rows, 0, 0, True, 0, rows)
             else:
-                drift[name] = _table_drift(then, now, qualified)
+                drift[name] = _table_drift(then, now, qualified, xmin)
     return drift
 
 

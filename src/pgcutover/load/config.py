@@ -18,6 +18,7 @@ from typing import Any
 
 from psycopg import sql
 
+from pgcutover.catalog import sample_clause
 from pgcutover.config import Settings
 from pgcutover.errors import ConfigError
 from pgcutover.inventory import Inventory, Lookup, TextShape
@@ -182,13 +183,19 @@ def _shapes(table: Mapping[str, Any], where: str) -> dict[str, Shape]:
     return shapes
 
 
-def _sample(columns: Sequence[sql.Composable], schema: str, table: str) -> str:
-    """A sample of stored rows to draw query values from."""
+def _sample(
+    columns: Sequence[sql.Composable], schema: str, table: str, *, pages: bool = False
+) -> str:
+    """A sample of stored rows to draw query values from. With `pages`, from a few pages of
+    the table (TABLESAMPLE: a vector table of millions of rows is never read whole, nor every
+    vector in it rendered as text); TABLESAMPLE needs a table, so relational lookups, which
+    may meet a view on a broken target, read theirs whole."""
+    source = (
+        sample_clause(schema, table, SAMPLE_ROWS * 2) if pages else sql.Identifier(schema, table)
+    )
     return (
         sql.SQL("SELECT {} FROM {} ORDER BY random() LIMIT {}")
-        .format(
-            sql.SQL(", ").join(columns), sql.Identifier(schema, table), sql.Literal(SAMPLE_ROWS)
-        )
+        .format(sql.SQL(", ").join(columns), source, sql.Literal(SAMPLE_ROWS))
         .as_string()
     )
 
@@ -202,7 +209,7 @@ def from_search(shape: SearchShape) -> Shape:
     return Shape(
         name=shape.name,
         sql=shape.query().as_string(),
-        parameters_sql=_sample(columns, shape.schema, shape.table),
+        parameters_sql=_sample(columns, shape.schema, shape.table, pages=True),
         constants={"k": shape.k},
         kind="filtered" if shape.filter_column else "vector",
     )

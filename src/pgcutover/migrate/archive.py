@@ -28,13 +28,15 @@ def exported_snapshot(source: Endpoint) -> Iterator[str]:
 
 
 def restore_env(settings: Settings) -> dict[str, str]:
-    """Session settings for the restore: enough memory for the HNSW graph, and no
-    statement_timeout (a target-wide one must not cancel an index build)."""
-    return {
-        "PGOPTIONS": f"-c maintenance_work_mem={settings.maintenance_work_mem} "
-        f"-c max_parallel_maintenance_workers={settings.max_parallel_maintenance_workers} "
-        f"{SESSION_OPTIONS}"
+    """Session settings for the restore: enough memory for the HNSW graph and the parallel
+    workers (migrate() resolves them, see migrate/advice.py; the server's own where unset),
+    and no statement_timeout (a target-wide one must not cancel an index build)."""
+    chosen = {
+        "maintenance_work_mem": settings.maintenance_work_mem,
+        "max_parallel_maintenance_workers": settings.max_parallel_maintenance_workers,
     }
+    options = [f"-c {name}={value}" for name, value in chosen.items() if value is not None]
+    return {"PGOPTIONS": " ".join([*options, SESSION_OPTIONS])}
 
 
 def ownerless(settings: Settings) -> list[str]:

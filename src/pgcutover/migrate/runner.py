@@ -20,14 +20,15 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from pgcutover import progress
 from pgcutover.catalog import available_extension, user_schemas, user_tables
 from pgcutover.checks.drift import measure as measure_drift
 from pgcutover.config import Settings
@@ -35,8 +36,8 @@ from pgcutover.db import Endpoint
 from pgcutover.errors import MigrationError, PgcutoverError
 from pgcutover.identity import refuse_same_database
 from pgcutover.inventory import Inventory
-from pgcutover.migrate import staged
-from pgcutover.migrate.advice import spill_advice
+from pgcutover.migrate import staged, watch, window
+from pgcutover.migrate.advice import BuildSettings, build_settings, inventory_graphs, spill_advice
 from pgcutover.migrate.archive import exported_snapshot
 from pgcutover.migrate.logical import cutover as logical
 from pgcutover.migrate.logical import preconditions
@@ -84,6 +85,9 @@ class MigrationResult:
     #: Per table, rows the source gained, changed or lost after the snapshot (None: not
     #: measured); see checks/drift.py.
     drift: dict[str, dict[str, Any]] | None = None
+    #: The cutover window projected to production size (None: not projected); see
+    #: migrate/window.py.
+    window: dict[str, Any] | None = None
     #: --strategy=logical: lag, initial copy, switchover, rollback proof, clean-up
     #: (migrate/logical/cutover.py).
     logical: dict[str, Any] | None = None
@@ -267,6 +271,17 @@ def migrate(
             if settings.strategy == logical.STRATEGY:
                 preconditions.check(source, target, settings)
             stages = staged.prepare(source, target, settings, provider, timeout)
+            build = restore_build(target, settings, inventory)
+        # every strategy's restore sessions take these from the settings (archive.restore_env)
+        settings = replace(
+            settings,
+            maintenance_work_mem=build.maintenance_work_mem,
+            max_parallel_maintenance_workers=build.workers,
+        )
+        result.notes.append(
+            f"index builds ran with maintenance_work_mem={build.maintenance_work_mem} and "
+            f"{build.workers} parallel worker(s): {build.reason}"
+        )
         result.restored_as = stages.role.to_json()
         result.extensions = [step.to_json() for step in stages.extensions]
         result.notes.append(f"restored as {stages.role.describe()}")
@@ -325,19 +340,20 @@ def migrate(
                     settings,
                     snapshot,
                     workdir,
-                    timer.phase,
+                    _watched(timer, source, target, inventory),
                     on_phase,
                     stages,
                     clean=bool(clash),
                 )
                 result.refusals = [refusal.to_json() for refusal in refusals]
                 result.notes += notes
-            result.advice += spill_advice(target, settings.maintenance_work_mem)
+            result.advice += spill_advice(target, build.maintenance_work_mem)
             with timer.phase("settings"), bounded(target, "target", "settings", timeout) as dst:
                 result.notes += carry_database_settings(dst, inventory)
             with timer.phase("analyze"), bounded(target, "target", "analyze", timeout) as dst:
                 dst.execute("ANALYZE")
             result.drift = _measure_drift(source, snapshot, settings, timer, result)
+        result.window = _projected_window(settings, result, inventory)
     except MigrationError as error:
         result.ok = False
         result.error = error.problem
@@ -346,6 +362,59 @@ def migrate(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def restore_build(target: Endpoint, settings: Settings, inventory: Inventory) -> BuildSettings:
+    """Memory and workers for the restore's index builds, from the source's HNSW graphs
+    (the target's builds are the same graphs); see migrate/advice.py."""
+    graphs = [item.bytes for item in inventory_graphs(inventory)]
+    return build_settings(
+        graphs,
+        memory=settings.maintenance_work_mem,
+        workers=settings.max_parallel_maintenance_workers,
+        local=target.ephemeral,
+        concurrent=min(settings.jobs, max(len(graphs), 1)),
+    )
+
+
+def _projected_window(
+    settings: Settings, result: MigrationResult, inventory: Inventory
+) -> dict[str, Any]:
+    """The measured phases projected to production size (see migrate/window.py)."""
+    size = window.size_of(inventory)
+    production, basis = window.production_size(size, settings.project_rows)
+    phases = [(phase.name, phase.seconds) for phase in result.phases if phase.ok]
+    return window.project(phases, size, production, basis).to_json()
+
+
+def _progress(
+    name: str, source: Endpoint, target: Endpoint, rows: dict[str, int]
+) -> AbstractContextManager[Any]:
+    """Progress of one dump/restore phase, as the server doing the work reports it (`rows`:
+    the source's estimated rows per table)."""
+    if name == "dump":
+        return progress.polled("dump", lambda: watch.copied_rows(source, "source", rows))
+    if name == "data":
+        return progress.polled("restore data", lambda: watch.copied_rows(target, "target", rows))
+    if name == "index build":
+        return progress.polled(
+            "target index build", lambda: watch.index_builds(target, "target"), unit="blocks"
+        )
+    return contextlib.nullcontext()
+
+
+def _watched(
+    timer: _Timer, source: Endpoint, target: Endpoint, inventory: Inventory
+) -> Callable[[str], AbstractContextManager[None]]:
+    """The timer's phases, each also showing its progress (the stages of staged.run)."""
+    rows = {table.qualified: table.estimated_rows for table in inventory.tables}
+
+    @contextmanager
+    def phase(name: str) -> Iterator[None]:
+        with timer.phase(name), _progress(name, source, target, rows):
+            yield
+
+    return phase
 
 
 def carry_database_settings(conn: psycopg.Connection, inventory: Inventory) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pgcutover.checks.base import CheckResult
 from pgcutover.checks.cutover import downtime_line, rollback_line
+from pgcutover.progress import duration
 from pgcutover.report.charts import CHART_KEYS, charts_for, migration_timeline
 from pgcutover.report.model import RunReport
 
@@ -70,13 +71,7 @@ def _size(size: Any) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    minutes, rest = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+    return "unknown" if seconds is None else duration(seconds)
 
 
 def _anchor(check_id: str) -> str:
@@ -157,10 +152,16 @@ def _run_line(report: RunReport, digest: str) -> str:
     strategy = report.migration.get("strategy", "none")
     by = escape(report.signoff_by) if report.signoff_by else "not named (use --signoff-by)"
     mode = f"<br>What ran: <b id='mode'>{escape(report.mode)}</b>." if report.mode else ""
+    window = report.migration.get("window")
+    planned = (
+        f"; projected cutover window <a href='#cutover-window'>{_window_span(window)}</a>"
+        if window
+        else ""
+    )
     return (
         f"<p>Run <code>{escape(report.run_id)}</code>: {escape(report.started_at)} to "
         f"{escape(report.finished_at)}, took <b>{_duration(report.duration_seconds)}</b>; "
-        f"migration strategy <b>{escape(strategy)}</b>{rows}.{mode}<br>To be signed by: "
+        f"migration strategy <b>{escape(strategy)}</b>{rows}{planned}.{mode}<br>To be signed by: "
         f"<b id='signoff-by'>{by}</b>. signoff.json sha256 <code id='digest'>{escape(digest)}"
         "</code></p>"
     )
@@ -445,7 +446,42 @@ def _migration(migration: Mapping[str, Any]) -> str:
         )
     for line in migration.get("advice", []) + migration.get("notes", []):
         parts.append(f"<p class='remedy'>{escape(line)}</p>")
+    parts.append(_window(migration))
     return "".join(parts)
+
+
+def _window_span(window: Mapping[str, Any]) -> str:
+    """'about 23 min (18 min 10 s to 29 min)'."""
+    return (
+        f"about {_duration(window['projected_seconds'])} ({_duration(window['low_seconds'])} "
+        f"to {_duration(window['high_seconds'])})"
+    )
+
+
+def _window(migration: Mapping[str, Any]) -> str:
+    """The guide's "Plan downtime": the cutover window projected to production size."""
+    window = migration.get("window")
+    if not window:
+        return ""
+    size = window["production"]
+    rows = "".join(
+        f"<tr><td>{escape(p['name'])}</td><td class='num'>{p['measured_seconds']:.1f}</td>"
+        f"<td>{escape(p['grows_with'])}</td><td class='num'>x {p['factor']:g}</td>"
+        f"<td class='num'>{p['projected_seconds']:.1f}</td></tr>"
+        for p in window["phases"]
+    )
+    assumptions = "".join(f"<li>{escape(line)}</li>" for line in window["assumptions"])
+    return (
+        "<h3 id='cutover-window'>Cutover window (projected)</h3>"
+        f"<p>Planned for {escape(window['basis'])}: {size['rows']:,} rows, "
+        f"{_size(size['table_bytes'])} of tables, {size['vectors']:,} vectors. The migration "
+        f"would take <b>{_window_span(window)}</b>, ±{window['uncertainty']:.0%}; this "
+        f"rehearsal measured {_duration(window['measured_seconds'])} for "
+        f"{window['rehearsal']['rows']:,} rows.</p>"
+        "<table><tr><th>phase</th><th>measured s</th><th>grows with</th><th>factor</th>"
+        f"<th>projected s</th></tr>{rows}</table>"
+        f"<p>Assuming:</p><ul class='assumptions'>{assumptions}</ul>"
+    )
 
 
 def _artefacts(report: RunReport) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
 
+from pgcutover import progress
 from pgcutover.checks.base import CheckResult, Pair, guarded
 from pgcutover.checks.content import generated, report, stream
 from pgcutover.checks.content.bisect import MULTISET, SUMMARY, Bisection, Probe, ask
@@ -31,6 +32,7 @@ from pgcutover.checks.content.segments import estimated_rows, initial_segments
 from pgcutover.checks.content.sessions import Pairs, Side
 from pgcutover.checks.content.tables import Shape, TablePlan, plan, shapes
 from pgcutover.config import Settings
+from pgcutover.migrate import watch
 
 __all__ = ["check", "compare"]
 
@@ -38,8 +40,13 @@ Task = TypeVar("Task")
 
 
 def check(pair: Pair, settings: Settings) -> list[CheckResult]:
-    """One result per table of the migrated schemas; see the module docstring."""
-    return guarded("content", report.AREA, lambda: compare(pair, settings), pair)
+    """One result per table of the migrated schemas; see the module docstring. Progress:
+    the rows the source has streamed, of the rows the inventory estimates."""
+    rows = sum(table.estimated_rows for table in pair.inventory.tables)
+    with progress.polled(
+        "content parity", lambda: watch.streamed_rows(pair.source, "source", rows)
+    ):
+        return guarded("content", report.AREA, lambda: compare(pair, settings), pair)
 
 
 def compare(

@@ -43,24 +43,32 @@ TOLERANCE = 1e-3
 
 
 def _sample(
-    endpoint: Endpoint, role: DataRole, column: EmbeddingColumn, config: SearchConfig
+    endpoint: Endpoint,
+    role: DataRole,
+    column: EmbeddingColumn,
+    config: SearchConfig,
+    key: tuple[str, ...],
 ) -> tuple[list[str], list[np.ndarray]]:
-    """A deterministic sample of (text, stored vector): the same rows on both sides."""
+    """A deterministic sample of (text, stored vector): the same rows on both sides. Texts
+    repeat (boilerplate, or a large rehearsal's synthetic chunks), so ties are broken by the
+    table's primary key `key`, else by the vector itself."""
     text = sql.Identifier(column.text_column or "")
     stored = sql.Identifier(column.column)
     if column.type_name != "vector":
         stored = sql.SQL("{}::{}.vector").format(stored, sql.Identifier(column.type_schema))
+    ties = sql.SQL(", ").join(sql.Identifier(name) for name in key) if key else stored
     with connection(endpoint, role=role) as conn:
         register_vector(conn)
         rows = conn.execute(
             sql.SQL(
                 "SELECT {t}, {c} FROM {tbl} WHERE {t} IS NOT NULL AND {v} IS NOT NULL"
-                " ORDER BY md5({t}) LIMIT %s"
+                " ORDER BY md5({t}), {ties} LIMIT %s"
             ).format(
                 t=text,
                 c=stored,
                 v=sql.Identifier(column.column),
                 tbl=sql.Identifier(column.schema, column.table),
+                ties=ties,
             ),
             (config.drift.sample,),
         ).fetchall()
@@ -121,10 +129,12 @@ def _check_column(pair: Pair, settings: Settings, column: EmbeddingColumn) -> li
     config = shapes.load(settings)
     check_id = f"search.drift.{column.qualified}"
     model = str(column.model)
-    texts, stored = _sample(pair.target, "target", column, config)
+    table = pair.inventory.table(f"{column.schema}.{column.table}")
+    key = table.primary_key if table is not None else ()
+    texts, stored = _sample(pair.target, "target", column, config, key)
     if not texts:
         return [CheckResult(check_id, AREA, SKIP, f"{column.qualified} is empty on the target")]
-    source_texts, source_stored = _sample(pair.source, "source", column, config)
+    source_texts, source_stored = _sample(pair.source, "source", column, config, key)
     embedder = Embedder(model, settings.cache_dir)
     try:
         target = _similarities(stored, embedder.embed(texts))

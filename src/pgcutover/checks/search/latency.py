@@ -48,7 +48,7 @@ def _check_shape(
 ) -> list[CheckResult]:
     golden = queryset.embed_golden(settings, config.recall)
     with connection(pair.source, role="source") as source:
-        queries = queryset.queries_only(source, shape, golden, config.recall)
+        queries = queryset.sampled(source, shape, golden, config.recall)
     if not len(queries):
         return [
             CheckResult(

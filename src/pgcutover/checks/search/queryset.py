@@ -14,6 +14,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
+from pgcutover.catalog import sample_clause
 from pgcutover.checks.search import groundtruth
 from pgcutover.checks.search.groundtruth import Block, Corpus, Truth
 from pgcutover.checks.search.shapes import RecallConfig, Shape
@@ -22,6 +23,8 @@ from pgcutover.dataset.embedder import OFFLINE_MODELS, Embedder
 
 PERTURBED = "perturbed"
 GOLDEN = "golden"
+#: Rows sampled per wanted query vector (TABLESAMPLE reads whole pages: neighbours cluster).
+SAMPLE_FACTOR = 4
 #: A label hash no row carries: a filter value absent from one side matches nothing there.
 ABSENT = np.iinfo(np.int64).min
 
@@ -89,29 +92,41 @@ def build(
     of its nearest stored row (a user asking about their own documents)."""
     rng = np.random.default_rng(config.seed)
     picked = rng.choice(corpus.rows, size=min(config.perturbed_queries, corpus.rows), replace=False)
-    base = corpus.vectors[picked]
-    noisy = base + rng.normal(0.0, config.perturbation, base.shape).astype(np.float32)
-    scale = np.linalg.norm(base, axis=1, keepdims=True) / np.linalg.norm(
-        noisy, axis=1, keepdims=True
-    )
-    perturbed = (noisy * scale).astype(np.float32)
-    questions, note = golden
-    if len(questions) and questions.shape[1] != corpus.vectors.shape[1]:
-        note = (
-            f"golden questions skipped: the model gives {questions.shape[1]} dimensions, "
-            f"{shape.qualified} has {corpus.vectors.shape[1]}"
-        )
-        questions = questions[:0]
-    questions = questions.reshape(-1, base.shape[1]) if len(questions) else base[:0]
-    vectors = np.vstack([perturbed, questions]).astype(np.float32)
-    kinds = (PERTURBED,) * len(perturbed) + (GOLDEN,) * len(questions)
-    notes = (f"{len(perturbed)} stored vectors perturbed (sigma {config.perturbation})", note)
+    vectors, questions, kinds, notes = _queries(shape, corpus.vectors[picked], rng, golden, config)
     if shape.filter_column is None:
         return QuerySet(vectors, kinds, (None,) * len(kinds), notes)
     nearest = groundtruth.exact(corpus.blocks(), questions, 1, shape.operator).nearest
     rows = [*picked.tolist(), *nearest.tolist()]
     filters = tuple(corpus.label_text(shape.filter_column, row) for row in rows)
     return QuerySet(vectors, kinds, filters, notes)
+
+
+def _queries(
+    shape: Shape,
+    base: np.ndarray,
+    rng: np.random.Generator,
+    golden: tuple[np.ndarray, str],
+    config: RecallConfig,
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """(query vectors, the golden questions among them, each query's kind, notes): `base`
+    perturbed, then the golden questions when their dimension matches the column's."""
+    noisy = base + rng.normal(0.0, config.perturbation, base.shape).astype(np.float32)
+    scale = np.linalg.norm(base, axis=1, keepdims=True) / np.linalg.norm(
+        noisy, axis=1, keepdims=True
+    )
+    perturbed = (noisy * scale).astype(np.float32)
+    questions, note = golden
+    if len(questions) and questions.shape[1] != base.shape[1]:
+        note = (
+            f"golden questions skipped: the model gives {questions.shape[1]} dimensions, "
+            f"{shape.qualified} has {base.shape[1]}"
+        )
+        questions = questions[:0]
+    questions = questions.reshape(-1, base.shape[1]) if len(questions) else base[:0]
+    vectors = np.vstack([perturbed, questions]).astype(np.float32)
+    kinds = (PERTURBED,) * len(perturbed) + (GOLDEN,) * len(questions)
+    notes = (f"{len(perturbed)} stored vectors perturbed (sigma {config.perturbation})", note)
+    return vectors, questions, kinds, notes
 
 
 def _truth(
@@ -181,15 +196,46 @@ def _build_workload(
     )
 
 
-def queries_only(
+def sampled(
     source: psycopg.Connection,
     shape: Shape,
     golden: tuple[np.ndarray, str],
     config: RecallConfig,
 ) -> QuerySet:
-    """The query set alone, for checks that need no ground truth (latency)."""
-    filters = (shape.filter_column,) if shape.filter_column else ()
-    return build(shape, groundtruth.stream(source, shape, filters), golden, config)
+    """The query set for checks that need no ground truth (latency), built as `build` does
+    but from a few pages of the source (TABLESAMPLE, repeatable with the configured seed)
+    instead of every vector; a golden question's filter value is that of its nearest row
+    as the source's own index finds it."""
+    register_vector(source)
+    column = shape.stored()
+    label = (
+        sql.SQL("{}::text").format(sql.Identifier(shape.filter_column))
+        if shape.filter_column
+        else sql.SQL("NULL")
+    )
+    wanted = config.perturbed_queries * SAMPLE_FACTOR
+    rows = source.execute(
+        sql.SQL("SELECT {c}, {f} FROM {t} WHERE {c} IS NOT NULL").format(
+            c=column, f=label, t=sample_clause(shape.schema, shape.table, wanted, config.seed)
+        )
+    ).fetchall()
+    if not rows:
+        return QuerySet(np.zeros((0, 0), dtype=np.float32), (), ())
+    rng = np.random.default_rng(config.seed)
+    picked = rng.choice(len(rows), size=min(config.perturbed_queries, len(rows)), replace=False)
+    base = np.stack([rows[i][0].to_numpy() for i in picked]).astype(np.float32)
+    vectors, questions, kinds, notes = _queries(shape, base, rng, golden, config)
+    if shape.filter_column is None:
+        return QuerySet(vectors, kinds, (None,) * len(kinds), notes)
+    nearest = sql.SQL("SELECT {f} FROM {t} ORDER BY {o} {op} %s::{q} LIMIT 1").format(
+        f=label,
+        t=sql.Identifier(shape.schema, shape.table),
+        o=shape.ordered(),
+        op=sql.SQL(shape.operator),
+        q=shape.query_type(),
+    )
+    asked = [source.execute(nearest, (question,)).fetchone()[0] for question in questions]  # type: ignore[index]
+    return QuerySet(vectors, kinds, (*(rows[i][1] for i in picked), *asked), notes)
 
 
 class Runner:

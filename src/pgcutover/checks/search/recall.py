@@ -31,6 +31,12 @@ IN_FORCE = (
     "random_page_cost",
     "work_mem",
 )
+#: Standard errors of the mean per-query difference allowed beyond the tolerance. A rebuilt
+#: HNSW graph is a new random draw: on clustered data at scale two builds of the same index
+#: on the same rows differ by more than a fixed tolerance (200,000 synthetic rehearsal rows,
+#: recall@10 at ef_search 40 over 200 queries: 0.864 to 0.902 in four builds on PG18, 0.855
+#: and 0.874 on PG16), while a real loss (a weaker index, a lower ef_search) is far larger.
+NOISE_Z = 2.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,21 @@ def measure(workload: Workload, side: str, found: list[np.ndarray], epsilon: flo
         recall=groundtruth.recall(workload.truth[side], found, epsilon),
         returned=np.array([len(rows) for rows in found]),
     )
+
+
+def noise(source: np.ndarray, target: np.ndarray) -> float:
+    """NOISE_Z standard errors of the mean per-query difference target - source (queries
+    with a recall on both sides): how far two equally good indexes can fall apart here."""
+    both = np.isfinite(source) & np.isfinite(target)
+    differences = target[both] - source[both]
+    if differences.size < 2:
+        return 0.0
+    return float(NOISE_Z * differences.std(ddof=1) / np.sqrt(differences.size))
+
+
+def _swept(measured: list[Measured]) -> np.ndarray:
+    """Each query's recall averaged over the sweep."""
+    return np.nanmean(np.stack([m.recall for m in measured]), axis=0)
 
 
 def sweep_setting(pair: Pair, settings: Settings, shape: Shape) -> str | None:
@@ -117,8 +138,14 @@ def _judge(
     source, target = own["source"].mean, own["target"].mean
     curve = {side: [round(m.mean, 4) for m in curves[side]] for side in SIDES}
     area = {side: float(np.mean(curve[side])) if curve[side] else None for side in SIDES}
-    curve_ok = area["target"] is None or area["target"] >= area["source"] - tolerance  # type: ignore[operator]
-    ok = target >= source - tolerance and curve_ok
+    margin = noise(own["source"].recall, own["target"].recall)
+    curve_margin = (
+        noise(_swept(curves["source"]), _swept(curves["target"])) if curves["target"] else 0.0
+    )
+    curve_ok = (
+        area["target"] is None or area["target"] >= area["source"] - tolerance - curve_margin  # type: ignore[operator]
+    )
+    ok = target >= source - tolerance - margin and curve_ok
     knob_text = f" ({knob} {effective['source']} / {effective['target']})" if knob else ""
     message = (
         f"{shape.name}: recall@{k} {target:.3f} on the target vs {source:.3f} on the source "
@@ -126,6 +153,7 @@ def _judge(
     )
     if area["target"] is not None:
         message += f"; mean over the {knob} sweep {area['target']:.3f} vs {area['source']:.3f}"
+    message += f" (allowed: {tolerance} below, plus {margin:.3f} of noise between two builds)"
     details: dict[str, Any] = {
         "k": k,
         "recall": {side: _by_kind(workload, own[side]) for side in SIDES},
@@ -140,6 +168,7 @@ def _judge(
         "rows": workload.rows,
         "ground_truth": workload.sharing_note(),
         "epsilon": config.recall.epsilon,
+        "noise_margin": {"own_settings": round(margin, 4), "sweep": round(curve_margin, 4)},
     }
     if knob:
         details["series"] = {
