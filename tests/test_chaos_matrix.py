@@ -18,7 +18,8 @@ import pytest
 
 from helpers import execute, failed_ids, make_settings
 from pgcutover.checks import drift
-from pgcutover.db import Endpoint
+from pgcutover.checks.base import describe
+from pgcutover.db import Endpoint, connect
 from pgcutover.errors import ConfigError, MigrationError
 from pgcutover.faults.catalogue import SCENARIOS
 from pgcutover.faults.history import History
@@ -59,7 +60,7 @@ def test_every_fault_ends_go_with_parity_or_no_go_and_recovers(lab, scenario):
     outcome = run_or_skip(lab, scenario)
     first = outcome.first
     if first.migration.ok:
-        assert first.verdict == "GO", outcome.to_check().message
+        assert first.verdict == "GO", f"{outcome.to_check().message}\n{describe(first.results)}"
         assert first.parity, "a GO without the content check having run"
         assert all(r.status == "pass" for r in first.parity)
     else:
@@ -107,6 +108,24 @@ def test_a_silent_loss_the_migration_does_not_notice_is_a_no_go(lab):
     assert "content.public.vector_embeddings" in failed_ids(first.results)
     assert not first.parity_checked
     assert outcome.attempts[-1].verdict == "GO" and outcome.holds
+
+
+def test_a_killed_server_keeps_every_commit_a_client_saw(lab):
+    """The kill faults rehearse a crash of a real server, which loses no acknowledged commit
+    (the lab's servers skip fsync, never the WAL write of a commit)."""
+    server = lab.target_server
+    execute(server.endpoint, "CREATE TABLE public.acknowledged (n int)")
+    try:
+        with connect(server.endpoint, role="admin") as conn:
+            for n in range(20):
+                conn.execute("INSERT INTO public.acknowledged VALUES (%s)", (n,))
+        server.kill()
+        server.restart()
+        with connect(server.endpoint, role="admin") as conn:
+            kept = conn.execute("SELECT count(*) FROM public.acknowledged").fetchone()
+        assert kept == (20,), "commits acknowledged before the kill were lost in recovery"
+    finally:
+        execute(server.endpoint, "DROP TABLE IF EXISTS public.acknowledged")
 
 
 def test_a_stalled_session_is_cut_at_the_phase_timeout_and_named(lab):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from helpers import by_id, execute, failed_ids, make_settings
 from pgcutover import expectations
+from pgcutover.db import connect
 
 EMAIL_UNIQUE = "expectations.rag.public.users.email_unique"
 ORPHAN = "expectations.rag.public.vector_embeddings.document_exists"
@@ -18,6 +19,11 @@ def test_clean_copy_meets_every_expectation_and_docs_hold_no_password(pair, sett
     assert {EMAIL_UNIQUE, ORPHAN, "expectations.rag.public.users.email_valid"} <= ids
     assert "expectations.rag.public.vector_embeddings.embedding_dimension" in ids
     assert all(r.area == "expectations" and r.status == "pass" for r in results)
+    with connect(pair.source.with_dbname("postgres"), role="admin") as admin:
+        left_open = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (pair.source.dbname,)
+        ).fetchone()
+    assert left_open == (0,), "great-expectations' pooled sessions must be closed after the run"
     assert (docs / "index.html").stat().st_size > 0
     pages = [path for path in docs.rglob("*") if path.suffix in (".html", ".json", ".css")]
     assert any("validations" in path.parts for path in pages), "no validation pages in the docs"

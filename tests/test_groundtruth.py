@@ -94,7 +94,8 @@ def test_streamed_blocks_equal_the_corpus_in_memory(seeded_source, monkeypatch):
         )
     assert corpus.rows == streamed.rows > 1000
     assert len(list(corpus.blocks())) == -(-corpus.rows // 500)
-    np.testing.assert_array_equal(whole.kth, streamed.kth)
+    # the same float32 products summed in other block shapes: equal to float32 precision
+    np.testing.assert_allclose(whole.kth, streamed.kth, rtol=1e-6)
     np.testing.assert_array_equal(whole.nearest, streamed.nearest)
     assert (streamed.nearest[:40] == np.arange(40)).mean() > 0.9
 

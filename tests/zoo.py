@@ -68,14 +68,7 @@ def load(server: EmbeddedServer, member: Member, dbname: str) -> Endpoint:
 
 def copy(server: EmbeddedServer, member: Member, template: str, dbname: str) -> Endpoint:
     """CREATE DATABASE ... TEMPLATE: an exact copy, with the database-level settings that
-    a template does not carry. Sessions still open on the template are ended first: the
-    expectations family leaves its SQLAlchemy pool's idle connections behind."""
-    with connect(server.endpoint, role="admin") as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            (template,),
-        )
+    a template does not carry."""
     clone_database(server, template, dbname)
     return apply_settings(server, member, dbname)
 

@@ -251,8 +251,9 @@ def run(
                     check_id = result.expectation_config.meta[META_KEY]
                     observations[side][check_id] = _observe(result, endpoint)
         finally:
-            for datasource in datasources.values():  # give pooled connections back now:
-                datasource.get_engine().dispose()  # they count against [sessions] max_connections
+            for datasource in datasources.values():  # close pooled connections now: they
+                datasource.get_execution_engine().close()  # count against max_connections,
+                datasource.get_engine().dispose()  # and a source's sessions block its copies
     if docs_dir is not None:
         context.build_data_docs(site_names=[SITE])
     return observations

@@ -209,7 +209,7 @@ class Outcome:
         return not self.problems
 
     def describe(self) -> str:
-        """'failed in phase data (...) -> NO-GO; rerun 2: GO'."""
+        """'failed in phase data (...) -> NO-GO; rerun 2: GO', naming what blocked a survivor."""
         parts = []
         for attempt in self.attempts:
             if attempt.migration.ok:
@@ -217,7 +217,9 @@ class Outcome:
             else:
                 what = f"migration failed in phase {attempt.migration.failed_phase}"
             label = "under the fault" if attempt.number == 1 else f"rerun {attempt.number}"
-            parts.append(f"{label}: {what} -> {attempt.verdict}")
+            blocking = ", ".join(r.id for r in failures(attempt.results)[:4])
+            because = f" ({blocking})" if attempt.migration.ok and blocking else ""
+            parts.append(f"{label}: {what} -> {attempt.verdict}{because}")
         return "; ".join(parts)
 
     def to_check(self) -> CheckResult:

@@ -31,14 +31,15 @@ SHIPS = {"pg16": "PostgreSQL 16 + pgvector 0.6", "pg18": "PostgreSQL 18 + pgvect
 NEWEST_FLAVOR = "pg18"
 SYSTEM_USER = "pgcutover"
 
-#: Settings for a throwaway rehearsal server: durability off (an OS crash is not a fault we
-#: rehearse; SIGKILL of the server still goes through real crash recovery).
+#: Settings for a throwaway rehearsal server: no fsync and no full-page writes (an OS crash
+#: is not a fault we rehearse). Commits still write their WAL to the OS before they return:
+#: a SIGKILLed server must keep every commit a client saw, as a real one does, or the chaos
+#: suite's kills would lose the last index a restore built and call the migration broken.
 SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
     "max_connections": "200",
     "shared_buffers": "256MB",
     "fsync": "off",
-    "synchronous_commit": "off",
     "full_page_writes": "off",
     "logging_collector": "off",
     # --strategy=logical: a source publishes changes, a target's subscription retries a
