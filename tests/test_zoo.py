@@ -280,3 +280,14 @@ def test_second_dimension_is_reported_with_its_own(
     assert column, f"the 1536-d column was not checked ({wanted})"
     assert column[0].status == "pass", describe(column)
     assert "1536" in f"{column[0].expected} {column[0].actual} {column[0].message}", column
+
+
+@by_member(list(MEMBERS))
+def test_a_member_without_filter_columns_says_how_to_name_one(
+    member: Member, copy_results: list[CheckResult]
+) -> None:
+    filtered = [r for r in copy_results if r.id == "search.filtered"]
+    if not filtered:
+        pytest.skip(f"{member.name} has filter columns: its filtered shapes ran")
+    assert filtered[0].status == "skip"
+    assert "JSON metadata" in filtered[0].message and "filter_column" in filtered[0].message

@@ -222,5 +222,9 @@ def check(pair: Pair, settings: Settings) -> list[CheckResult]:
         settings,
         "search.filtered",
         _check_shape,
+        absent="no filtered query shape: no filter column was found beside a vector column (a"
+        " column an RLS policy uses, an indexed foreign key or a btree-indexed column); a filter"
+        " inside JSON metadata (metadata->>'key') is not discovered or checked yet. Name a"
+        " filter column as filter_column of a [[search.shapes]] entry in targets.toml",
         wanted=lambda shape: shape.filter_column is not None and shape.dense,
     )

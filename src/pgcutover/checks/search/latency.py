@@ -121,6 +121,11 @@ def _check_shape(
 def check(pair: Pair, settings: Settings) -> list[CheckResult]:
     """search.latency.<shape> for every dense query shape."""
     dense = shapes.per_shape(
-        pair, settings, "search.latency", _check_shape, wanted=lambda shape: shape.dense
+        pair,
+        settings,
+        "search.latency",
+        _check_shape,
+        absent=shapes.NO_VECTOR_SHAPE,
+        wanted=lambda shape: shape.dense,
     )
     return dense + not_dense(pair, "search.latency")

@@ -272,7 +272,9 @@ def _lookup_plan(pair: Pair, lookup: Lookup) -> list[CheckResult]:
 
 
 def _run(pair: Pair, settings: Settings) -> list[CheckResult]:
-    results = shapes.per_shape(pair, settings, "search.plan", _shape_plan)
+    results = shapes.per_shape(
+        pair, settings, "search.plan", _shape_plan, absent=shapes.NO_VECTOR_SHAPE
+    )
     for text in pair.inventory.text_shapes:
         check_id = f"search.plan.{text.name}"
         results.extend(guarded(check_id, AREA, lambda t=text: _text_plan(pair, t), pair))

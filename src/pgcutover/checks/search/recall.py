@@ -335,6 +335,11 @@ def not_dense(pair: Pair, prefix: str) -> list[CheckResult]:
 def check(pair: Pair, settings: Settings) -> list[CheckResult]:
     """search.recall.<shape> and search.rows.<shape> for every dense query shape."""
     dense = shapes.per_shape(
-        pair, settings, "search.recall", _check_shape, wanted=lambda shape: shape.dense
+        pair,
+        settings,
+        "search.recall",
+        _check_shape,
+        absent=shapes.NO_VECTOR_SHAPE,
+        wanted=lambda shape: shape.dense,
     )
     return dense + not_dense(pair, "search.recall")

@@ -135,21 +135,31 @@ def index_for(shape: Shape, indexes: Sequence[AnnIndex]) -> AnnIndex | None:
     return None
 
 
+#: Why a database has no nearest-neighbour shape, and how to give it one.
+NO_VECTOR_SHAPE = (
+    "no nearest-neighbour query shape: the source has no vector column to search (or, for"
+    " recall and latency, none they read as dense vectors); name one as a [[search.shapes]]"
+    " entry in targets.toml"
+)
+
+
 def per_shape(
     pair: Pair,
     settings: Settings,
     prefix: str,
     run: Callable[[Pair, Settings, SearchConfig, Shape], list[CheckResult]],
+    absent: str,
     wanted: Callable[[Shape], bool] = lambda shape: True,
 ) -> list[CheckResult]:
     """A check over every wanted shape: each shape guarded as `<prefix>.<shape>`, the whole
-    guarded as `<prefix>` (a crash is `unknown`, never a pass)."""
+    guarded as `<prefix>` (a crash is `unknown`, never a pass); without one, a skip saying
+    why (`absent`)."""
 
     def each() -> list[CheckResult]:
         config = load(settings)
         chosen = [shape for shape in pair.inventory.shapes if wanted(shape)]
         if not chosen:
-            return [CheckResult(prefix, AREA, "skip", "no query shape of this kind to check")]
+            return [CheckResult(prefix, AREA, "skip", absent)]
         results: list[CheckResult] = []
         for shape in chosen:
             results.extend(
