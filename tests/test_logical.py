@@ -239,7 +239,13 @@ def test_a_slot_left_by_a_killed_run_is_reported_then_removed(source, target, re
         )
     )
     given.chmod(0o600)
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO / 'tests'}"}
+    scratch = tmp_path / "tmp"  # what the SIGKILLed child cannot remove stays in tmp_path,
+    scratch.mkdir()  # as a real run's temporary files stay in its run folder
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO / 'tests'}",
+        "TMPDIR": str(scratch),
+    }
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(given)], env=env)
     try:
         deadline = time.monotonic() + 120

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -54,6 +55,7 @@ def socket_server() -> Iterator[EmbeddedServer]:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def checksum(endpoint: Endpoint) -> str:
